@@ -1,0 +1,49 @@
+# Thin, documented targets. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: help install services services-stop services-status demo test lint format up down clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=/path/to/python3.11)")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools (skipped when up to date)
+
+services: install ## Install (cached) and start the local servers; writes .devstack/env
+	$(PY) -m devstack up
+
+services-stop: ## Stop the local servers
+	$(PY) -m devstack down
+
+services-status: ## Show each local server, its pid, port and log
+	$(PY) -m devstack status
+
+demo: services ## The main job end to end against the local stack
+	$(PY) -m scripts.demo
+
+test: services ## Run the whole test suite against the local stack
+	scripts/run-tests
+
+lint: install ## ruff (lint and format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy .
+
+format: install ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: services-stop ## Stop the servers and delete local state (.devstack); the binary cache stays
+	rm -rf .devstack

@@ -1,0 +1,1 @@
+"""The FastAPI service that accepts, lists, cancels and serves exports."""

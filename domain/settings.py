@@ -1,0 +1,74 @@
+"""Configuration, read from the environment (and `.devstack/env` via the shell) with pydantic-settings.
+
+Defaults match the local stack that `make services` starts. boto3 reads the AWS credentials
+(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`) itself; they are not repeated here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+SEVEN_DAYS = 7 * 24 * 3600
+
+ReadPreference = Literal[
+    "primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"
+]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Temporal
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "exports"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    # MongoDB (the source of exports)
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    mongodb_database: str = "durable_export"
+    mongodb_read_preference: ReadPreference = "secondaryPreferred"
+    mongodb_max_time_ms: Annotated[int, Field(gt=0)] = 120_000
+    mongodb_batch_size: Annotated[int, Field(gt=0, le=100_000)] = 1000
+
+    # S3 (the destination)
+    s3_endpoint_url: str | None = "http://127.0.0.1:7070"
+    s3_bucket: str = "exports"
+    aws_region: str = "us-east-1"
+    export_prefix: str = "exports/"
+    part_size_bytes: Annotated[int, Field(ge=5 * MIB, le=5 * 1024 * MIB)] = 8 * MIB
+    presign_expiry_seconds: Annotated[int, Field(gt=0, le=SEVEN_DAYS)] = 3600
+
+    # What may be exported, and by whom
+    export_collections: str = "*"
+    """Comma-separated collections that may be read (the source and any `from`); `*` allows all."""
+    tenant_field: str = "tenantId"
+    max_pipeline_stages: Annotated[int, Field(gt=0)] = 100
+    max_pipeline_depth: Annotated[int, Field(gt=0)] = 8
+    max_pipeline_bytes: Annotated[int, Field(gt=0)] = 256 * 1024
+
+    # API
+    api_jwt_secret: str = "change-me-local-development-only"
+    max_running_exports_per_user: Annotated[int, Field(gt=0)] = 3
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _empty_endpoint_means_aws(cls, value: str | None) -> str | None:
+        return value or None
+
+    @property
+    def exportable_collections(self) -> frozenset[str] | None:
+        """The allowed collections, or None when every collection is allowed (`*`)."""
+        names = {name.strip() for name in self.export_collections.split(",") if name.strip()}
+        return None if "*" in names else frozenset(names)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
