@@ -186,6 +186,7 @@ def _ferretdb_command() -> list[str]:
         f"--listen-addr={HOST}:{FERRETDB_PORT}",
         "--handler=sqlite",
         f"--sqlite-url=file:{data}/",
+        f"--state-dir={data}",
         "--telemetry=disable",
         "--debug-addr=-",
         "--log-level=warn",
