@@ -24,11 +24,17 @@ install: $(STAMP) ## Create .venv and install the project with its dev tools (sk
 services: install ## Install (cached) and start the local servers; writes .devstack/env
 	$(PY) -m devstack up
 
-services-stop: ## Stop the local servers
+services-stop: ## Stop the local servers (and the worker and API, if `make up` started them)
 	$(PY) -m devstack down
 
 services-status: ## Show each local server, its pid, port and log
 	$(PY) -m devstack status
+
+up: services ## Start the servers, a worker and the API (http://127.0.0.1:8000) in the background
+	$(PY) -m devstack up worker api
+
+down: ## Stop the worker and the API (the servers keep running)
+	$(PY) -m devstack down worker api
 
 demo: services ## The main job end to end against the local stack
 	$(PY) -m scripts.demo

@@ -71,10 +71,11 @@ def main(argv: list[str] | None = None) -> int:
         nargs="*",
         choices=[[], *services.SERVICES],
         default=[],
-        help="limit to these services (default: all)",
+        help="these services only (default: the servers; `down` stops the worker and API too)",
     )
     args = parser.parse_args(argv)
-    names = args.services or list(services.SERVICES)
+    default = list(services.SERVICES) if args.action == "down" else services.INFRASTRUCTURE
+    names = args.services or default
     if args.action == "up":
         return _up(names)
     if args.action == "down":

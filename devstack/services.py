@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +30,7 @@ TEMPORAL_UI_PORT = int(os.environ.get("DEVSTACK_TEMPORAL_UI_PORT", "8233"))
 FERRETDB_PORT = int(os.environ.get("DEVSTACK_FERRETDB_PORT", "27017"))
 MONGO_JAVA_SERVER_PORT = int(os.environ.get("DEVSTACK_MONGO_JAVA_SERVER_PORT", "27018"))
 S3_PORT = int(os.environ.get("DEVSTACK_S3_PORT", "7070"))
+API_PORT = int(os.environ.get("DEVSTACK_API_PORT", "8000"))
 S3_BUCKET = os.environ.get("DEVSTACK_S3_BUCKET", "exports")
 AWS_REGION = "us-east-1"
 MONGODB_DATABASE = "durable_export"
@@ -52,6 +54,8 @@ class Service:
     command: Callable[[], list[str]]
     answers: Callable[[], bool]
     start_timeout: float = 60.0
+    app: bool = False
+    """The product's own processes (worker, API) rather than a server it depends on."""
 
     @property
     def log(self) -> Path:
@@ -74,18 +78,20 @@ class Service:
 
 
 def credentials() -> dict[str, str]:
-    """Local S3 keys and the API's JWT secret: made once per checkout, kept in .devstack/."""
+    """Local S3 keys and the API's secrets: made once per checkout, kept in .devstack/."""
     path = state_dir() / "credentials.json"
-    if path.exists():
-        loaded: dict[str, str] = json.loads(path.read_text())
-        return loaded
-    creds = {
-        "aws_access_key_id": "DX" + secrets.token_hex(8).upper(),
-        "aws_secret_access_key": secrets.token_urlsafe(30),
-        "api_jwt_secret": secrets.token_urlsafe(32),
+    creds: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    wanted: dict[str, Callable[[], str]] = {
+        "aws_access_key_id": lambda: "DX" + secrets.token_hex(8).upper(),
+        "aws_secret_access_key": lambda: secrets.token_urlsafe(30),
+        "api_jwt_secret": lambda: secrets.token_urlsafe(32),
+        "webhook_signing_secret": lambda: secrets.token_urlsafe(32),
     }
-    path.write_text(json.dumps(creds, indent=2))
-    path.chmod(0o600)
+    missing = {key: make() for key, make in wanted.items() if key not in creds}
+    if missing:
+        creds.update(missing)
+        path.write_text(json.dumps(creds, indent=2))
+        path.chmod(0o600)
     return creds
 
 
@@ -226,6 +232,30 @@ def _versitygw_command() -> list[str]:
     ]
 
 
+def _app_command(module: str, *args: str) -> Callable[[], list[str]]:
+    return lambda: [sys.executable, "-m", module, *args]
+
+
+def _api_answers() -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{API_PORT}/healthz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _worker_answers() -> bool:
+    """The worker runs and has logged that it polls (it has no port of its own)."""
+    worker = SERVICES["worker"]
+    if worker.pid() is None:
+        return False
+    try:
+        last_start = worker.log.read_text(errors="replace").rsplit("\n--- ", 1)[-1]
+    except FileNotFoundError:
+        return False
+    return "worker polling" in last_start
+
+
 SERVICES: dict[str, Service] = {
     service.name: service
     for service in (
@@ -244,11 +274,20 @@ SERVICES: dict[str, Service] = {
             _mongo_answers(MONGO_JAVA_SERVER_PORT),
         ),
         Service("s3", S3_PORT, _versitygw_command, _s3_answers),
+        Service("worker", 0, _app_command("workflows.worker"), _worker_answers, app=True),
+        Service(
+            "api",
+            API_PORT,
+            _app_command("api.main", "--host", HOST, "--port", str(API_PORT)),
+            _api_answers,
+            app=True,
+        ),
     )
 }
+INFRASTRUCTURE = [name for name, service in SERVICES.items() if not service.app]
 
 
-def spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+def spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a server in its own session, its output appended to `log`."""
     with log.open("ab") as out:
         out.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(cmd)}\n".encode())
@@ -259,6 +298,7 @@ def spawn(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
+            env=env,
         )
 
 
@@ -285,7 +325,7 @@ def start(name: str) -> str:
     service = SERVICES[name]
     if service.pid() is not None and service.answers():
         return "already running"
-    if service.pid() is None and port_open(service.port):
+    if service.pid() is None and service.port and port_open(service.port):
         raise ServiceError(
             f"{name}: port {HOST}:{service.port} is taken by a process this stack did not start; "
             f"stop it or set DEVSTACK_{name.upper().replace('-', '_')}_PORT"
@@ -294,7 +334,9 @@ def start(name: str) -> str:
         cmd = service.command()
     except installers.InstallError as exc:
         raise ServiceError(str(exc)) from exc
-    process = spawn(cmd, service.log)
+    # The product's processes read their configuration from the environment: the stack's.
+    env = {**os.environ, **env_values()} if service.app else None
+    process = spawn(cmd, service.log, env)
     service.pidfile.write_text(str(process.pid))
     if not wait_until(
         service.answers, timeout=service.start_timeout, alive=lambda: process.poll() is None
@@ -370,6 +412,8 @@ def env_values() -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": creds["aws_secret_access_key"],
         "AWS_REGION": AWS_REGION,
         "API_JWT_SECRET": creds["api_jwt_secret"],
+        "API_PUBLIC_URL": f"http://{HOST}:{API_PORT}",
+        "WEBHOOK_SIGNING_SECRET": creds["webhook_signing_secret"],
     }
 
 

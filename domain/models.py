@@ -122,6 +122,8 @@ class ExportInput(_Frozen):
     owner: Owner
     request: ExportRequest
     requested_at: datetime
+    resume: ExportState | None = None
+    """The state a continued-as-new run picks up from; None for a new export."""
 
 
 class ExportState(BaseModel):
@@ -136,6 +138,7 @@ class ExportState(BaseModel):
     status: ExportStatus = ExportStatus.PENDING
     strategy: str | None = None
     object_key: str | None = None
+    filename: str | None = None
     upload_id: str | None = None
     columns: list[Column] | None = None
     cursor: str | None = None
@@ -184,3 +187,6 @@ class ProgressView(_Frozen):
             error=state.error,
             object_key=state.object_key,
         )
+
+
+ExportInput.model_rebuild()

@@ -52,9 +52,31 @@ class Settings(BaseSettings):
     max_pipeline_depth: Annotated[int, Field(gt=0)] = 8
     max_pipeline_bytes: Annotated[int, Field(gt=0)] = 256 * 1024
 
+    # Worker
+    worker_max_concurrent_activities: Annotated[int, Field(gt=0, le=64)] = 4
+    """Activities one worker runs at once; each holds at most one part in memory."""
+    worker_graceful_shutdown_seconds: Annotated[int, Field(ge=0)] = 60
+
+    # Janitor: aborts multipart uploads that no running export owns
+    janitor_max_age_seconds: Annotated[int, Field(ge=0)] = 24 * 3600
+    janitor_interval_seconds: Annotated[int, Field(gt=0)] = 3600
+
+    # Notifications
+    notify_webhook_url: str | None = None
+    """A webhook told of every export's end, besides the one a request names."""
+    webhook_signing_secret: str = "change-me-local-development-only"
+    """Key of the HMAC-SHA256 signature in each webhook's `X-Export-Signature` header."""
+
     # API
+    api_public_url: str = "http://127.0.0.1:8000"
+    """Base URL of the API as clients reach it: notifications link to its stable download URL."""
     api_jwt_secret: str = "change-me-local-development-only"
     max_running_exports_per_user: Annotated[int, Field(gt=0)] = 3
+    api_max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+    """Largest request body the API reads; larger ones get 413 before anything is parsed."""
+    api_query_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """How long the API waits for a worker to answer the `progress` query before it falls back
+    to what Temporal's describe call knows."""
 
     @field_validator("s3_endpoint_url")
     @classmethod

@@ -43,4 +43,6 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    return Settings()
+    """The stack's settings, with a task queue of this test session's own, so that no other
+    worker (say, one `make up` started) takes the tests' workflows."""
+    return Settings(temporal_task_queue=f"tests-{uuid.uuid4().hex[:8]}")

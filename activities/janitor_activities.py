@@ -1,0 +1,86 @@
+"""Finding and aborting multipart uploads that no running export owns.
+
+An export's upload is aborted by its own compensation; this catches what slipped through (a
+workflow terminated by an operator, a bug). S3's lifecycle rule `AbortIncompleteMultipartUpload`
+does the same job in production; the janitor also works where no lifecycle rule exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.s3_client import make_s3_client
+from domain.activity_io import JanitorReport, JanitorRequest
+from domain.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+def export_id_of(key: str, prefix: str) -> str | None:
+    """`exports/{tenant}/{export_id}/{filename}` → export_id (None for keys of another shape)."""
+    if not key.startswith(prefix):
+        return None
+    segments = key[len(prefix) :].lstrip("/").split("/")
+    return segments[1] if len(segments) == 3 and segments[1] else None
+
+
+class JanitorActivities:
+    def __init__(self, settings: Settings, client: Client, s3: S3Client | None = None) -> None:
+        self._settings = settings
+        self._client = client
+        self._s3 = s3 or make_s3_client(settings)
+
+    def _uploads(self) -> list[dict[str, Any]]:
+        uploads: list[dict[str, Any]] = []
+        key_marker, upload_id_marker = "", ""
+        while True:
+            page = self._s3.list_multipart_uploads(
+                Bucket=self._settings.s3_bucket,
+                Prefix=self._settings.export_prefix,
+                KeyMarker=key_marker,
+                UploadIdMarker=upload_id_marker,
+            )
+            uploads += [dict(upload) for upload in page.get("Uploads", [])]
+            if not page.get("IsTruncated"):
+                return uploads
+            key_marker = page["NextKeyMarker"]
+            upload_id_marker = page["NextUploadIdMarker"]
+
+    async def _is_running(self, export_id: str) -> bool:
+        try:
+            described = await self._client.get_workflow_handle(export_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return described.status == WorkflowExecutionStatus.RUNNING
+
+    @activity.defn
+    async def abort_orphaned_uploads(self, request: JanitorRequest) -> JanitorReport:
+        cutoff = datetime.now(UTC) - timedelta(seconds=request.max_age_seconds)
+        uploads = await asyncio.to_thread(self._uploads)
+        aborted: list[str] = []
+        kept: list[str] = []
+        for upload in uploads:
+            if upload["Initiated"] > cutoff:
+                continue
+            export_id = export_id_of(upload["Key"], self._settings.export_prefix)
+            if export_id is not None and await self._is_running(export_id):
+                kept.append(upload["Key"])
+                continue
+            await asyncio.to_thread(
+                self._s3.abort_multipart_upload,
+                Bucket=self._settings.s3_bucket,
+                Key=upload["Key"],
+                UploadId=upload["UploadId"],
+            )
+            activity.logger.info("aborted orphaned upload of %s", upload["Key"])
+            aborted.append(upload["Key"])
+        return JanitorReport(examined=len(uploads), aborted=aborted, kept_running=kept)

@@ -1,0 +1,61 @@
+"""The FastAPI application: `create_app(settings)` wires routes, middleware and error handlers;
+its lifespan creates the Temporal and S3 clients once for the whole process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from activities.s3_client import make_s3_client
+from api import routes_exports, routes_health
+from api.body_limit import BodySizeLimitMiddleware
+from api.deps import Services
+from api.errors import install_error_handlers
+from api.limits import RunningExportLimiter
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.temporal_gateway import TemporalGateway
+from domain.settings import Settings, get_settings
+
+DESCRIPTION = """
+Durable exports of MongoDB aggregations to S3. `POST /exports` answers at once with an id; a
+Temporal workflow reads the aggregation in chunks and streams CSV or JSON Lines into S3;
+`GET /exports/{id}` shows progress and, once complete, a fresh presigned download link.
+
+Every endpoint but the operational ones needs `Authorization: Bearer <JWT>` (HS256, claims
+`sub`, `tenant`, `exp`). Errors always have the shape
+`{"error": {"status", "code", "message", "details"?}}`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        temporal = TemporalGateway(settings)
+        await temporal.try_connect()  # a Temporal that is down is not fatal: 503 until it is up
+        app.state.services = Services(
+            settings=settings,
+            temporal=temporal,
+            s3=make_s3_client(settings),
+            metrics=metrics,
+            limiter=RunningExportLimiter(settings.max_running_exports_per_user),
+        )
+        yield
+
+    app = FastAPI(
+        title="Durable export API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(routes_exports.router)
+    app.include_router(routes_health.router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees 413s too
+    return app

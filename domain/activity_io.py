@@ -1,0 +1,85 @@
+"""The inputs and results that pass between ExportWorkflow and its activities.
+
+Plain pydantic models of JSON-friendly values: cursors travel as canonical Extended JSON strings.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from domain.models import Column, ExportInput, ExportStatus
+
+
+class _Io(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PreparedExport(_Io):
+    """What `prepare_export` decided: the chunk strategy, the frozen columns and the object."""
+
+    strategy: str
+    explanation: str
+    columns: list[Column] | None
+    object_key: str
+    filename: str
+
+
+class UploadTarget(_Io):
+    export: ExportInput
+    object_key: str
+    filename: str
+
+
+class PartRequest(_Io):
+    """Produce part `part_number` from the rows after `cursor`."""
+
+    export: ExportInput
+    object_key: str
+    upload_id: str
+    columns: list[Column] | None
+    cursor: str | None
+    part_number: int
+    rows_so_far: int
+    bytes_so_far: int
+
+
+class PartResult(_Io):
+    part_number: int
+    etag: str
+    cursor: str | None
+    rows: int
+    bytes: int
+    exhausted: bool
+
+
+class CompleteRequest(_Io):
+    object_key: str
+    upload_id: str
+    parts: int
+
+
+class AbortRequest(_Io):
+    object_key: str
+    upload_id: str
+
+
+class Outcome(_Io):
+    """What the owner is told when an export ends."""
+
+    export: ExportInput
+    status: ExportStatus
+    object_key: str | None
+    filename: str | None
+    rows: int
+    bytes: int
+    error: str | None
+
+
+class JanitorRequest(_Io):
+    max_age_seconds: int
+
+
+class JanitorReport(_Io):
+    examined: int
+    aborted: list[str]
+    kept_running: list[str]

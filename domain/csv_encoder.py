@@ -1,0 +1,131 @@
+"""CSV parts: RFC 4180 through the stdlib `csv` module (minimal quoting, CRLF, UTF-8).
+
+The optional BOM and the header row (`Column.title`, formula-guarded like any string) open the
+first part only. Cells follow `domain.cell_format`; newlines inside strings are kept (quoted).
+
+Speed: rows are encoded in small batches, column by column, so the common cases are decided by
+C code for a whole column at once: a column of str/None is checked for formula triggers with one
+regex search, a column of int/None needs nothing (the csv module writes both itself), and only
+other columns go through `format_cell` value by value. The batch is sized from the rows seen so
+far to about BATCH_CHARS of text (at most MAX_BATCH_ROWS rows), which bounds how far `size` lags.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Mapping, Sequence
+from itertools import repeat
+from typing import TYPE_CHECKING, Any, Final
+
+from domain.cell_format import format_cell, guard_formula
+from domain.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
+from domain.flatten import MISSING, value_at_parts
+from domain.models import Column
+from domain.part_buffer import PartBuffer
+
+if TYPE_CHECKING:
+    from domain.encoding import EncodingSpec
+
+UTF8_BOM: Final = "\ufeff"
+FIRST_BATCH_ROWS: Final = 16
+MAX_BATCH_ROWS: Final = 256
+BATCH_CHARS: Final = 64 * 1024
+
+_TEXT_KINDS: Final[frozenset[type]] = frozenset({str, type(None)})
+_INT_KINDS: Final[frozenset[type]] = frozenset({int, type(None)})
+# Values are joined with NUL; a trigger right after a NUL starts a value. A NUL inside a value
+# can only cause a false alarm, which the value-by-value guard then sorts out.
+_TRIGGER_AFTER_NUL: Final = re.compile("\x00[-=+@\t\r]")
+
+Row = Mapping[str, Any]
+
+
+def _any_formula_trigger(texts: list[Any]) -> bool:
+    """Whether any of these str/None values starts with a formula trigger (one C-level search)."""
+    return _TRIGGER_AFTER_NUL.search("\x00" + "\x00".join(filter(None, texts))) is not None
+
+
+def _mapping_get(row: Row, key: str) -> Any:
+    return row.get(key)
+
+
+class CsvPartEncoder:
+    """Encodes the rows of one CSV part (see `domain.encoding.PartEncoder`)."""
+
+    def __init__(self, spec: EncodingSpec, columns: Sequence[Column], *, first_part: bool) -> None:
+        self._out = PartBuffer(spec.compression, spec.gzip_level)
+        self._guard = spec.formula_guard
+        self._plan: list[ColumnAccess] = plan_columns(columns, spec.hidden_fields)
+        self._strip = paths_to_strip(columns, spec.hidden_fields)
+        self._writer = csv.writer(self._out.text, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+        self._batch: list[Row] = []
+        self._batch_limit = FIRST_BATCH_ROWS
+        self._encoded_rows = 0
+        if first_part:
+            if spec.bom:
+                self._out.write(UTF8_BOM)
+            if columns:
+                titles = [column.title for column in columns]
+                self._writer.writerow([guard_formula(t) for t in titles] if self._guard else titles)
+
+    @property
+    def size(self) -> int:
+        return self._out.size
+
+    @property
+    def rows(self) -> int:
+        return self._encoded_rows + len(self._batch)
+
+    def write(self, row: Row) -> None:
+        if self._out.finished:
+            raise RuntimeError("this part is already finished")
+        self._batch.append(row)
+        if len(self._batch) >= self._batch_limit:
+            self._encode_batch()
+
+    def finish(self) -> bytes:
+        self._encode_batch()
+        return self._out.finish()
+
+    def _encode_batch(self) -> None:
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        if self._strip:
+            batch = [strip_paths(row, self._strip) for row in batch]
+        text = self._out.text
+        start = text.tell()
+        get = dict.get if all(issubclass(t, dict) for t in set(map(type, batch))) else _mapping_get
+        cells = [self._column(batch, key, parts, get) for key, parts in self._plan]
+        if cells:
+            self._writer.writerows(zip(*cells, strict=True))
+        self._encoded_rows += len(batch)
+        chars_per_row = max(1, (text.tell() - start) // len(batch))
+        self._batch_limit = max(1, min(MAX_BATCH_ROWS, BATCH_CHARS // chars_per_row))
+        self._out.flush_if_full()
+
+    def _column(
+        self,
+        batch: list[Row],
+        key: str,
+        parts: tuple[str, ...] | None,
+        get: Callable[[Any, str], Any],
+    ) -> list[Any]:
+        """The cells of one column for the batch: str, int or None (the csv module writes
+        None as an empty cell and int as its digits)."""
+        if parts is None:
+            values = list(map(get, batch, repeat(key, len(batch))))
+        else:
+            values = [value_at_parts(row, parts) for row in batch]
+            values = [None if value is MISSING else value for value in values]
+        kinds = set(map(type, values))
+        if kinds <= _TEXT_KINDS:
+            if self._guard and _any_formula_trigger(values):
+                return [guard_formula(value) if value else value for value in values]
+            return values
+        if kinds <= _INT_KINDS:
+            return values
+        guard = self._guard
+        return [format_cell(value, guard) for value in values]

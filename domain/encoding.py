@@ -1,0 +1,123 @@
+"""Row encoders behind one small interface: documents in, the bytes of one S3 part out.
+
+A faster encoder (PyMongoArrow, pyarrow, Parquet) can replace the ones here without touching
+the workflow, as long as it produces the same bytes: `domain.csv_encoder` and
+`domain.jsonl_encoder` say what those are. A part is encoded in memory from a known cursor, so a
+retried activity produces the same bytes for the same part number.
+
+Typical use in an activity::
+
+    encoder = new_part_encoder(spec, columns, first_part=part_number == 1)
+    for row in cursor:
+        encoder.write(row)
+        if encoder.size >= target:
+            break
+    body = encoder.finish()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from domain.csv_encoder import CsvPartEncoder
+from domain.flatten import freeze_columns
+from domain.jsonl_encoder import JsonlPartEncoder
+from domain.models import Column, Compression, ExportFormat, ExportRequest
+from domain.part_buffer import DEFAULT_GZIP_LEVEL
+
+__all__ = [
+    "EncodingSpec",
+    "PartEncoder",
+    "encode_part",
+    "freeze_columns",
+    "needs_frozen_columns",
+    "new_part_encoder",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodingSpec:
+    """How rows become bytes: everything an encoder needs besides the columns."""
+
+    format: ExportFormat = "csv"
+    compression: Compression = "none"
+    bom: bool = False
+    """Start the first CSV part with a UTF-8 byte order mark (never for JSONL)."""
+    formula_guard: bool = True
+    """Prefix CSV string cells a spreadsheet would run as a formula with `'`."""
+    hidden_fields: frozenset[str] = frozenset()
+    """Fields (top-level names or dotted paths) the chunk planner keeps for its cursor; they
+    never appear in the output (see `domain.column_access`)."""
+    gzip_level: int = DEFAULT_GZIP_LEVEL
+
+    @classmethod
+    def of(cls, request: ExportRequest, hidden_fields: Iterable[str] = ()) -> EncodingSpec:
+        """The spec of a request; `hidden_fields` come from the chunk planner."""
+        return cls(
+            format=request.format,
+            compression=request.compression,
+            bom=request.csv_bom,
+            formula_guard=request.formula_guard,
+            hidden_fields=frozenset(hidden_fields),
+        )
+
+
+def needs_frozen_columns(request: ExportRequest) -> bool:
+    """Whether the workflow must freeze sampled columns before the first part (CSV only:
+    JSONL without requested columns writes whole documents)."""
+    return request.format == "csv" and request.columns is None
+
+
+class PartEncoder(Protocol):
+    """Encodes the rows of one part: `write` rows, watch `size`, then `finish` once."""
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        """Encode one document (a dict, SON or any Mapping)."""
+
+    @property
+    def size(self) -> int:
+        """Bytes of this part so far, never more than `len(finish())`.
+
+        It lags behind: rows still in the CSV batch (about 64 KiB of text, at most 256 rows)
+        and, with gzip, up to 256 KiB of text not yet compressed plus what zlib holds back.
+        """
+
+    @property
+    def rows(self) -> int:
+        """Rows written to this part."""
+
+    def finish(self) -> bytes:
+        """The complete bytes of this part; the encoder cannot be used afterwards."""
+
+
+def new_part_encoder(
+    spec: EncodingSpec, columns: Sequence[Column] | None, *, first_part: bool
+) -> PartEncoder:
+    """An encoder for one part; `first_part` writes the BOM and the CSV header.
+
+    `columns`: for CSV the requested or the frozen columns (required); for JSONL the requested
+    columns, or None for whole documents.
+    """
+    if spec.format == "csv":
+        if columns is None:
+            raise ValueError("a CSV export needs its columns (requested or frozen)")
+        return CsvPartEncoder(spec, columns, first_part=first_part)
+    if spec.format == "jsonl":
+        return JsonlPartEncoder(spec, columns)
+    raise ValueError(f"unknown export format {spec.format!r}")
+
+
+def encode_part(
+    spec: EncodingSpec,
+    columns: Sequence[Column] | None,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    first_part: bool,
+) -> bytes:
+    """The bytes of one part holding all of `rows`."""
+    encoder = new_part_encoder(spec, columns, first_part=first_part)
+    for row in rows:
+        encoder.write(row)
+    return encoder.finish()

@@ -1,0 +1,24 @@
+"""One entry point from a request to its chunk plan, shared by the API and the activities."""
+
+from __future__ import annotations
+
+from domain.chunk_planning import ChunkPlan, PlanRefused, plan_chunks
+from domain.extended_json import ExtendedJsonError
+from domain.models import ExportRequest, Owner
+from domain.pipeline_validation import PipelineRejected, validate_pipeline
+from domain.settings import Settings
+
+
+class ExportRefused(ValueError):
+    """The request cannot be exported as asked; the message names the path and the reason."""
+
+
+def plan_export(request: ExportRequest, owner: Owner, settings: Settings) -> ChunkPlan:
+    """Validate the request's pipeline for its owner's tenant and plan how to read it in chunks."""
+    try:
+        pipeline = validate_pipeline(
+            request.pipeline, collection=request.collection, tenant=owner.tenant, settings=settings
+        )
+        return plan_chunks(pipeline)
+    except (PipelineRejected, PlanRefused, ExtendedJsonError) as exc:
+        raise ExportRefused(str(exc)) from exc

@@ -1,0 +1,164 @@
+"""Helpers for end-to-end export tests: seed data, run a worker, fetch the object, build references."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pymongo import MongoClient
+from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import Worker
+
+from activities.export_activities import ExportActivities, build_plan
+from activities.janitor_activities import JanitorActivities
+from activities.notify_activities import NotifyActivities
+from activities.s3_client import make_s3_client
+from domain.encoding import EncodingSpec, new_part_encoder
+from domain.models import Column, ExportInput, ExportRequest, Owner
+from domain.settings import Settings
+from workflows.export_workflow import ExportWorkflow
+from workflows.janitor_workflow import JanitorWorkflow
+from workflows.temporal_client import connect
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OWNER = Owner(user_id="user-1", tenant="tenant-a")
+
+
+def new_export(request: ExportRequest, owner: Owner = OWNER) -> ExportInput:
+    return ExportInput(
+        export_id=f"exp-{uuid.uuid4().hex}",
+        owner=owner,
+        request=request,
+        requested_at=datetime.now(UTC),
+    )
+
+
+def seed(
+    settings: Settings,
+    collection: str,
+    docs: Iterable[Mapping[str, Any]],
+    tenant: str = OWNER.tenant,
+) -> None:
+    client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri)
+    coll = client[settings.mongodb_database][collection]
+    batch: list[dict[str, Any]] = []
+    for doc in docs:
+        batch.append({**doc, settings.tenant_field: tenant})
+        if len(batch) == 5000:
+            coll.insert_many(batch)
+            batch = []
+    if batch:
+        coll.insert_many(batch)
+    client.close()
+
+
+def drop(settings: Settings, collection: str) -> None:
+    client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri)
+    client[settings.mongodb_database][collection].drop()
+    client.close()
+
+
+def reference_bytes(settings: Settings, export: ExportInput, columns: list[Column] | None) -> bytes:
+    """The same pipeline run once, unchunked, and encoded in one go."""
+    plan = build_plan(export, settings)
+    client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri, tz_aware=True)
+    rows = client[settings.mongodb_database][export.request.collection].aggregate(
+        plan.pipeline_for(None)
+    )
+    encoder = new_part_encoder(
+        EncodingSpec.of(export.request, hidden_fields=plan.hidden_fields), columns, first_part=True
+    )
+    for row in rows:
+        encoder.write(row)
+    client.close()
+    return encoder.finish()
+
+
+def fetch_object(settings: Settings, key: str) -> bytes:
+    body: bytes = (
+        make_s3_client(settings).get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()
+    )
+    return body
+
+
+def uploads_under(settings: Settings, prefix: str) -> list[dict[str, Any]]:
+    listed = make_s3_client(settings).list_multipart_uploads(
+        Bucket=settings.s3_bucket, Prefix=prefix
+    )
+    return [dict(upload) for upload in listed.get("Uploads", [])]
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(
+    settings: Settings, client: Client | None = None
+) -> AsyncIterator[Client]:
+    """A worker inside the test process, on the settings' task queue."""
+    client = client or await connect(settings)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        async with Worker(
+            client,
+            task_queue=settings.temporal_task_queue,
+            workflows=[ExportWorkflow, JanitorWorkflow],
+            activities=[
+                *ExportActivities(settings).all(),
+                NotifyActivities(settings).notify,
+                JanitorActivities(settings, client).abort_orphaned_uploads,
+            ],
+            activity_executor=pool,
+            max_concurrent_activities=4,
+        ):
+            yield client
+
+
+@contextlib.contextmanager
+def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`export-worker` as a separate process with the settings in its environment."""
+    env = dict(os.environ)
+    env.update({k.upper(): str(v) for k, v in settings.model_dump().items() if v is not None})
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workflows.worker", "--log-level", "WARNING"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+async def start(
+    client: Client, settings: Settings, export: ExportInput
+) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
+        ExportWorkflow.run,
+        export,
+        id=export.export_id,
+        task_queue=settings.temporal_task_queue,
+    )
+
+
+async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, within: float = 120) -> Any:
+    """Poll the progress query until `predicate(progress)` holds."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        with contextlib.suppress(Exception):
+            progress = await handle.query(ExportWorkflow.progress)
+            if predicate(progress):
+                return progress
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("the export did not reach the expected progress in time")
+        await asyncio.sleep(0.2)

@@ -1,0 +1,58 @@
+"""The janitor aborts an orphaned upload and leaves a running export's upload alone."""
+
+from __future__ import annotations
+
+import uuid
+
+from activities.janitor_activities import export_id_of
+from activities.s3_client import make_s3_client
+from domain.activity_io import JanitorRequest
+from domain.models import ExportRequest
+from domain.settings import Settings
+from tests.integration import export_harness as h
+from workflows.janitor_workflow import JanitorWorkflow
+from workflows.temporal_client import connect
+
+
+def test_export_id_is_read_from_the_object_key() -> None:
+    assert export_id_of("exports/acme/exp-1/report.csv", "exports/") == "exp-1"
+    assert export_id_of("exports/acme/report.csv", "exports/") is None
+    assert export_id_of("elsewhere/acme/exp-1/report.csv", "exports/") is None
+
+
+async def test_the_janitor_aborts_orphans_and_keeps_running_exports(
+    settings: Settings, unique_name: str
+) -> None:
+    local = settings.model_copy(update={"export_prefix": f"janitor-{unique_name}/"})
+    s3 = make_s3_client(local)
+    client = await connect(local)
+
+    running = h.new_export(ExportRequest(collection="nothing"))
+    # Running, because no worker polls this task queue: its upload must survive the janitor.
+    handle = await client.start_workflow(
+        "ExportWorkflow", running, id=running.export_id, task_queue=f"idle-{unique_name}"
+    )
+    running_key = f"{local.export_prefix}tenant-a/{running.export_id}/r.csv"
+    orphan_key = f"{local.export_prefix}tenant-a/exp-gone-{uuid.uuid4().hex}/o.csv"
+    odd_key = f"{local.export_prefix}stray.csv"  # not an export's key shape: orphaned too
+    uploads = {
+        key: s3.create_multipart_upload(Bucket=local.s3_bucket, Key=key)["UploadId"]
+        for key in (running_key, orphan_key, odd_key)
+    }
+    try:
+        async with h.in_process_worker(local, client):
+            report = await client.execute_workflow(
+                JanitorWorkflow.run,
+                JanitorRequest(max_age_seconds=0),
+                id=f"janitor-{unique_name}",
+                task_queue=local.temporal_task_queue,
+            )
+        assert sorted(report.aborted) == sorted([orphan_key, odd_key])
+        assert report.kept_running == [running_key]
+        left = h.uploads_under(local, local.export_prefix)
+        assert [(u["Key"], u["UploadId"]) for u in left] == [(running_key, uploads[running_key])]
+    finally:
+        await handle.terminate("test over")
+        s3.abort_multipart_upload(
+            Bucket=local.s3_bucket, Key=running_key, UploadId=uploads[running_key]
+        )
