@@ -36,7 +36,7 @@ up: services ## Start the servers, a worker and the API (http://127.0.0.1:8000) 
 down: ## Stop the worker and the API (the servers keep running)
 	$(PY) -m devstack down worker api
 
-demo: services ## The main job end to end against the local stack
+demo: up ## The main job end to end: seed, export through the API, download, verify
 	$(PY) -m scripts.demo
 
 test: services ## Run the whole test suite against the local stack
