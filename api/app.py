@@ -3,6 +3,7 @@ its lifespan creates the Temporal and S3 clients once for the whole process."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,8 @@ from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.temporal_gateway import TemporalGateway
 from domain.settings import Settings, get_settings
+
+logger = logging.getLogger("export-api")
 
 DESCRIPTION = """
 Durable exports of MongoDB aggregations to S3. `POST /exports` answers at once with an id; a
@@ -35,6 +38,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for name in settings.insecure_defaults():
+            logger.warning("%s is the published development default: set a secret of your own", name)
         temporal = TemporalGateway(settings)
         await temporal.try_connect()  # a Temporal that is down is not fatal: 503 until it is up
         app.state.services = Services(

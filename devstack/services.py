@@ -122,8 +122,9 @@ def _mongo_answers(port: int) -> Callable[[], bool]:
     return check
 
 
-def _temporal_answers() -> bool:
-    if not port_open(TEMPORAL_PORT):
+def temporal_answers(port: int = TEMPORAL_PORT) -> bool:
+    """The Temporal frontend on `port` reports SERVING."""
+    if not port_open(port):
         return False
     result = subprocess.run(
         [
@@ -132,7 +133,7 @@ def _temporal_answers() -> bool:
             "cluster",
             "health",
             "--address",
-            f"{HOST}:{TEMPORAL_PORT}",
+            f"{HOST}:{port}",
         ],
         capture_output=True,
         text=True,
@@ -263,7 +264,7 @@ SERVICES: dict[str, Service] = {
             "temporal",
             TEMPORAL_PORT,
             lambda: temporal_command(db_file=state_dir() / "data" / "temporal.sqlite"),
-            _temporal_answers,
+            temporal_answers,
             start_timeout=90,
         ),
         Service("ferretdb", FERRETDB_PORT, _ferretdb_command, _mongo_answers(FERRETDB_PORT)),

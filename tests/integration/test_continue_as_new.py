@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from devstack import installers, services
+from devstack import services
 from domain.models import ExportRequest, ExportStatus
 from domain.settings import Settings
 from tests.integration import export_harness as h
@@ -39,26 +38,12 @@ async def low_threshold_temporal(tmp_path: Path) -> AsyncIterator[str]:
     )
     process = services.spawn(command, tmp_path / "temporal.log")
 
-    def answers() -> bool:
-        result = subprocess.run(
-            [
-                str(installers.venv_binary("temporal")),
-                "operator",
-                "cluster",
-                "health",
-                "--address",
-                f"127.0.0.1:{port}",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return "SERVING" in result.stdout
-
     try:
-        assert services.wait_until(answers, timeout=60, alive=lambda: process.poll() is None), (
-            tmp_path / "temporal.log"
-        ).read_text()
+        assert services.wait_until(
+            lambda: services.temporal_answers(port),
+            timeout=60,
+            alive=lambda: process.poll() is None,
+        ), (tmp_path / "temporal.log").read_text()
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()
