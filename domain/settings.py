@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
 SEVEN_DAYS = 7 * 24 * 3600
+DEVELOPMENT_SECRET = "change-me-local-development-only"
 
 ReadPreference = Literal[
     "primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"
@@ -64,13 +65,23 @@ class Settings(BaseSettings):
     # Notifications
     notify_webhook_url: str | None = None
     """A webhook told of every export's end, besides the one a request names."""
-    webhook_signing_secret: str = "change-me-local-development-only"
+    webhook_signing_secret: str = DEVELOPMENT_SECRET
     """Key of the HMAC-SHA256 signature in each webhook's `X-Export-Signature` header."""
+    smtp_host: str | None = None
+    """SMTP server of e-mail notifications; None (or empty) disables e-mail."""
+    smtp_port: Annotated[int, Field(gt=0, le=65535)] = 25
+    smtp_from: str = "durable-export@localhost"
+    smtp_starttls: bool = False
+    """Upgrade the SMTP connection with STARTTLS (certificate verified) before logging in."""
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    notify_email: str | None = None
+    """Recipient of e-mail notifications for exports whose request names none."""
 
     # API
     api_public_url: str = "http://127.0.0.1:8000"
     """Base URL of the API as clients reach it: notifications link to its stable download URL."""
-    api_jwt_secret: str = "change-me-local-development-only"
+    api_jwt_secret: str = DEVELOPMENT_SECRET
     max_running_exports_per_user: Annotated[int, Field(gt=0)] = 3
     api_max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     """Largest request body the API reads; larger ones get 413 before anything is parsed."""
@@ -82,6 +93,20 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_endpoint_means_aws(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("smtp_host", "smtp_username", "smtp_password", "notify_email")
+    @classmethod
+    def _empty_means_unset(cls, value: str | None) -> str | None:
+        """An empty variable (`SMTP_HOST=` in an env file) means unset."""
+        return value or None
+
+    def insecure_defaults(self) -> list[str]:
+        """The secrets still at their published development defaults (say so loudly at start)."""
+        return [
+            name.upper()
+            for name in ("api_jwt_secret", "webhook_signing_secret")
+            if getattr(self, name) == DEVELOPMENT_SECRET
+        ]
 
     @property
     def exportable_collections(self) -> frozenset[str] | None:
