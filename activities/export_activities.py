@@ -7,6 +7,7 @@ call regenerates the same bytes for the same part number and the re-upload repla
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import itertools
 from collections.abc import Generator, Mapping
@@ -35,6 +36,7 @@ from domain.chunk_planning import ChunkPlan
 from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
 from domain.export_plan import ExportRefused, plan_export
 from domain.extended_json import cursor_from_json, cursor_to_json
+from domain.keyset import CursorError
 from domain.models import ExportInput
 from domain.part_sizing import MAX_PART_SIZE, target_part_size
 from domain.settings import Settings
@@ -63,8 +65,9 @@ class ExportActivities:
     # -- reading -------------------------------------------------------------------------------
 
     def _rows(
-        self, export: ExportInput, plan: ChunkPlan, cursor: str | None
+        self, export: ExportInput, plan: ChunkPlan, cursor: str | None, *, rows_before: int = 0
     ) -> Generator[tuple[dict[str, Any], tuple[Any, ...]], None, None]:
+        """Rows after `cursor` (hidden fields stripped) with their cursors, up to the row limit."""
         collection = source_collection(self._settings, export.request.collection)
         try:
             yield from read_rows(
@@ -73,11 +76,14 @@ class ExportActivities:
                 cursor_from_json(cursor),
                 max_time_ms=self._settings.mongodb_max_time_ms,
                 batch_size=self._settings.mongodb_batch_size,
+                rows_before=rows_before,
             )
         except PyMongoError as exc:
             raise errors.classify_mongo(
                 exc, max_time_ms=self._settings.mongodb_max_time_ms
             ) from exc
+        except CursorError as exc:
+            raise errors.invalid_pipeline(f"the export cannot resume from its rows: {exc}") from exc
 
     @activity.defn
     def prepare_export(self, export: ExportInput) -> PreparedExport:
@@ -85,10 +91,8 @@ class ExportActivities:
         plan = build_plan(export, self._settings)
         columns = export.request.columns
         if columns is None and export.request.format == "csv":
-            sample = [
-                plan.strip_hidden(row)
-                for row, _ in itertools.islice(self._rows(export, plan, None), COLUMN_SAMPLE_SIZE)
-            ]
+            with contextlib.closing(self._rows(export, plan, None)) as rows:
+                sample = [row for row, _ in itertools.islice(rows, COLUMN_SAMPLE_SIZE)]
             columns = freeze_columns(sample)
         filename = objects.download_filename(export.request, export.export_id)
         key = objects.object_key(
@@ -145,21 +149,17 @@ class ExportActivities:
             request.columns,
             first_part=request.part_number == 1,
         )
-        remaining = None if plan.row_limit is None else max(plan.row_limit - request.rows_so_far, 0)
         rows, cursor, exhausted = 0, request.cursor, True
-        stream = self._rows(export, plan, request.cursor)
+        stream = self._rows(export, plan, request.cursor, rows_before=request.rows_so_far)
         with heartbeating(lambda: (request.part_number, rows)):
             try:
                 for row, row_cursor in stream:
-                    if remaining is not None and rows >= remaining:
-                        break
                     encoder.write(row)
                     rows += 1
                     cursor = cursor_to_json(row_cursor)
                     if encoder.size >= target:
-                        # Full. Peek: is there another row for a later part?
-                        more = next(stream, None) is not None
-                        exhausted = not more or (remaining is not None and rows >= remaining)
+                        # Full. Peek: is there a row (within the row limit) for a later part?
+                        exhausted = next(stream, None) is None
                         break
             finally:
                 stream.close()

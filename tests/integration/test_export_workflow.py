@@ -172,3 +172,34 @@ async def test_cancelling_an_export_aborts_its_upload(settings: Settings, collec
     assert progress.error == "cancelled by its owner"
     prefix = f"{settings.export_prefix}{export.owner.tenant}/{export.export_id}"
     assert h.uploads_under(settings, prefix) == []
+
+
+async def test_a_trailing_limit_caps_the_rows(settings: Settings, collection: str) -> None:
+    h.seed(settings, collection, documents(300))
+    request = ExportRequest(
+        collection=collection,
+        format="jsonl",
+        pipeline=[{"$match": {"n": {"$gte": 10}}}, {"$limit": 25}],
+    )
+    progress, body, export = await _run(settings, request)
+    assert progress.rows == 25
+    assert body == h.reference_bytes(settings, export, None)
+    assert body.count(b"\n") == 25
+
+
+async def test_an_array_sort_key_fails_the_export_at_once(
+    settings: Settings, collection: str
+) -> None:
+    h.seed(settings, collection, documents(20))
+    request = ExportRequest(
+        collection=collection, format="jsonl", pipeline=[{"$sort": {"tags": 1}}]
+    )
+    export = h.new_export(request)
+    async with h.in_process_worker(settings) as client:
+        handle = await h.start(client, settings, export)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        progress = await handle.query(ExportWorkflow.progress)
+    assert progress.status == ExportStatus.FAILED
+    assert "cannot resume" in (progress.error or "")
+    assert "array" in (progress.error or "")
