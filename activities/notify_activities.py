@@ -1,4 +1,5 @@
-"""Telling an export's owner that it ended: a log line always, a signed webhook when configured."""
+"""Telling an export's owner that it ended: a log line always, a signed webhook and an e-mail when
+configured."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 from temporalio import activity
 
+from activities.email_notifier import EmailNotifier
 from activities.s3_client import make_s3_client
 from domain.activity_io import Outcome
 from domain.models import ExportStatus
@@ -69,7 +71,11 @@ class NotifyActivities:
     ) -> None:
         self._settings = settings
         self._s3 = s3 or make_s3_client(settings)
-        self._notifiers = notifiers or [LogNotifier(), WebhookNotifier(settings)]
+        self._notifiers = notifiers or [
+            LogNotifier(),
+            WebhookNotifier(settings),
+            EmailNotifier(settings),
+        ]
 
     def payload(self, outcome: Outcome) -> dict[str, Any]:
         export_id = outcome.export.export_id
