@@ -14,7 +14,7 @@ import httpx
 from temporalio import activity
 
 from activities.email_notifier import EmailNotifier
-from activities.s3_client import make_s3_client
+from activities.s3_client import make_presigning_client
 from domain.activity_io import Outcome
 from domain.models import ExportStatus
 from domain.objects import content_disposition
@@ -70,7 +70,7 @@ class NotifyActivities:
         notifiers: list[Notifier] | None = None,
     ) -> None:
         self._settings = settings
-        self._s3 = s3 or make_s3_client(settings)
+        self._s3 = s3 or make_presigning_client(settings)  # only presigns links
         self._notifiers = notifiers or [
             LogNotifier(),
             WebhookNotifier(settings),

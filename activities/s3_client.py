@@ -36,6 +36,13 @@ def s3_config(
     )
 
 
+def make_presigning_client(settings: Settings) -> S3Client:
+    """A client whose presigned URLs carry the public endpoint (`S3_PUBLIC_ENDPOINT_URL`): a
+    SigV4 signature covers the host, so a link must be signed for the host its user reaches."""
+    public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
+    return make_s3_client(settings.model_copy(update={"s3_endpoint_url": public}))
+
+
 def make_s3_client(settings: Settings, *, max_attempts: int = 3) -> S3Client:
     """A client for the configured endpoint; credentials come from the environment (boto3's chain)."""
     client: S3Client = boto3.client(

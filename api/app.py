@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from activities.s3_client import make_s3_client
+from activities.s3_client import make_presigning_client
 from api import routes_exports, routes_health
 from api.body_limit import BodySizeLimitMiddleware
 from api.deps import Services
@@ -39,13 +39,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for name in settings.insecure_defaults():
-            logger.warning("%s is the published development default: set a secret of your own", name)
+            logger.warning(
+                "%s is the published development default: set a secret of your own", name
+            )
         temporal = TemporalGateway(settings)
         await temporal.try_connect()  # a Temporal that is down is not fatal: 503 until it is up
         app.state.services = Services(
             settings=settings,
             temporal=temporal,
-            s3=make_s3_client(settings),
+            s3=make_presigning_client(settings),  # the API's S3 calls only presign links
             metrics=metrics,
             limiter=RunningExportLimiter(settings.max_running_exports_per_user),
         )

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
 
     # S3 (the destination)
     s3_endpoint_url: str | None = "http://127.0.0.1:7070"
+    s3_public_endpoint_url: str | None = None
+    """The S3 endpoint as download links' users reach it, when it differs from S3_ENDPOINT_URL
+    (e.g. `http://minio:9000` inside Docker, `http://127.0.0.1:9000` for a browser)."""
     s3_bucket: str = "exports"
     aws_region: str = "us-east-1"
     export_prefix: str = "exports/"
@@ -89,7 +92,7 @@ class Settings(BaseSettings):
     """How long the API waits for a worker to answer the `progress` query before it falls back
     to what Temporal's describe call knows."""
 
-    @field_validator("s3_endpoint_url")
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod
     def _empty_endpoint_means_aws(cls, value: str | None) -> str | None:
         return value or None
