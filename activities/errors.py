@@ -8,7 +8,7 @@ hiccups), which retries with backoff.
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
-from pymongo.errors import ExecutionTimeout, OperationFailure
+from pymongo.errors import CursorNotFound, ExecutionTimeout, OperationFailure
 from temporalio.exceptions import ApplicationError
 
 INVALID_PIPELINE = "InvalidPipeline"
@@ -53,6 +53,11 @@ def classify_mongo(exc: Exception, *, max_time_ms: int) -> Exception:
             type=QUERY_TIMEOUT,
             non_retryable=True,
         )
+    if isinstance(exc, CursorNotFound):
+        # The server dropped the cursor mid-part (FerretDB drops it with the connection that
+        # opened it; MongoDB on an idle timeout or a failover): re-reading the part from its
+        # chunk cursor gives the same rows, so let Temporal retry it.
+        return exc
     if isinstance(exc, OperationFailure) and not exc.has_error_label("RetryableError"):
         reason = (exc.details or {}).get("errmsg") or str(exc)
         return ApplicationError(

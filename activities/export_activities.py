@@ -110,28 +110,53 @@ class ExportActivities:
 
     @activity.defn
     def start_upload(self, target: UploadTarget) -> str:
-        """Create the multipart upload, or find the one an earlier attempt of this call created."""
+        """Create the multipart upload, or find the one an earlier attempt of this call created.
+
+        When a CreateMultipartUpload answer is lost on the way back, boto3 retries the call and
+        S3 opens a second upload for the key; so after creating, the key's oldest upload is kept
+        and any other is aborted. Every attempt (concurrent ones too) settles on the same one.
+        """
         bucket = self._settings.s3_bucket
-        try:
+
+        def uploads_of_key() -> list[str]:
             listed = self._s3.list_multipart_uploads(Bucket=bucket, Prefix=target.object_key)
-            for upload in listed.get("Uploads", []):
-                if upload.get("Key") == target.object_key:
-                    return str(upload["UploadId"])
-            created = self._s3.create_multipart_upload(
-                Bucket=bucket,
-                Key=target.object_key,
-                ContentType=objects.content_type(target.export.request),
-                ContentDisposition=objects.content_disposition(target.filename),
-                # S3 metadata must be ASCII: owner and tenant are percent-encoded.
-                Metadata={
-                    "export-id": quote(target.export.export_id, safe=""),
-                    "owner": quote(target.export.owner.user_id, safe=""),
-                    "tenant": quote(target.export.owner.tenant, safe=""),
-                },
-            )
+            return [
+                str(upload_id)
+                for _, upload_id in sorted(
+                    (upload["Initiated"], upload["UploadId"])
+                    for upload in listed.get("Uploads", [])
+                    if upload.get("Key") == target.object_key
+                )
+            ]
+
+        try:
+            uploads = uploads_of_key()
+            if not uploads:
+                created = self._s3.create_multipart_upload(
+                    Bucket=bucket,
+                    Key=target.object_key,
+                    ContentType=objects.content_type(target.export.request),
+                    ContentDisposition=objects.content_disposition(target.filename),
+                    # S3 metadata must be ASCII: owner and tenant are percent-encoded.
+                    Metadata={
+                        "export-id": quote(target.export.export_id, safe=""),
+                        "owner": quote(target.export.owner.user_id, safe=""),
+                        "tenant": quote(target.export.owner.tenant, safe=""),
+                    },
+                )
+                uploads = uploads_of_key() or [str(created["UploadId"])]
+            keep, *duplicates = uploads
+            for upload_id in duplicates:
+                try:
+                    self._s3.abort_multipart_upload(
+                        Bucket=bucket, Key=target.object_key, UploadId=upload_id
+                    )
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "NoSuchUpload":
+                        raise
         except ClientError as exc:
             raise errors.classify_s3(exc, action="start the upload") from exc
-        return str(created["UploadId"])
+        return keep
 
     @activity.defn
     def upload_next_part(self, request: PartRequest) -> PartResult:
