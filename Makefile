@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: help install services services-stop services-status demo test lint format up down clean
+.PHONY: help install services services-stop services-status demo test lint format up down clean bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,16 @@ demo: up ## The main job end to end: seed, export through the API, download, ver
 
 test: services ## Run the whole test suite against the local stack
 	scripts/run-tests
+
+.PHONY: reliability
+reliability: services ## Fault injection, hostile input, isolation and load (~15 min); writes RELIABILITY.md
+	$(PY) -m devstack.toxiproxy install
+	RELIABILITY_FULL=1 scripts/run-tests -m reliability tests/reliability; rc=$$?; \
+	$(PY) -m scripts.reliability_report && exit $$rc
+
+bench: services ## Benchmarks on the local stack (not tests): writes bench/results/<date>.{json,md,png}
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: install ## ruff (lint and format check) and mypy
 	$(VENV)/bin/ruff check .

@@ -11,11 +11,23 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ExportFormat = Literal["csv", "jsonl"]
 Compression = Literal["none", "gzip"]
+
+MAX_KEY_SEGMENT_BYTES = 255
+"""A file name or directory in an object key; the POSIX-backed S3 servers' limit (AWS: 1,024 for
+the whole key). A longer filename would start an upload that can never complete."""
+_KEY_SEGMENT_SAFE = " ()+,;=@"
+
+
+def key_segment(value: str) -> str:
+    """`value` as one percent-encoded segment of an object key: it cannot add a path segment."""
+    return quote(value, safe=_KEY_SEGMENT_SAFE)
+
 
 _FILENAME_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\"]')
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -98,6 +110,22 @@ class ExportRequest(_Frozen):
         if _FILENAME_FORBIDDEN.search(value) or value in {".", ".."}:
             raise ValueError(
                 "filename must be a plain file name: no path separators, quotes or control characters"
+            )
+        if len(key_segment(value)) > MAX_KEY_SEGMENT_BYTES:
+            raise ValueError(
+                f"filename is too long for an object key: {len(key_segment(value))} bytes once "
+                f"encoded, at most {MAX_KEY_SEGMENT_BYTES} (non-ASCII characters take 6 to 12)"
+            )
+        return value
+
+    @field_validator("report_id")
+    @classmethod
+    def _report_id_fits_a_default_filename(cls, value: str | None) -> str | None:
+        # The default filename is `<report_id>-<export id>.<ext>`: leave room for the rest.
+        if value is not None and len(key_segment(value)) > MAX_KEY_SEGMENT_BYTES - 80:
+            raise ValueError(
+                f"report_id is too long for an object key: {len(key_segment(value))} bytes once "
+                f"encoded, at most {MAX_KEY_SEGMENT_BYTES - 80}"
             )
         return value
 

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-from domain.models import ExportRequest
+from domain.models import ExportRequest, key_segment
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 _UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._\- ()+,;=@\[\]]")
@@ -28,7 +28,7 @@ def download_filename(request: ExportRequest, export_id: str) -> str:
 def object_key(prefix: str, tenant: str, export_id: str, filename: str) -> str:
     """`exports/{tenant}/{export_id}/{filename}`, each segment percent-encoded so that no tenant
     or filename can add a path segment or a control character to the key."""
-    segments = (quote(tenant, safe=""), quote(export_id, safe=""), quote(filename, safe=" ()+,;=@"))
+    segments = (quote(tenant, safe=""), quote(export_id, safe=""), key_segment(filename))
     return prefix.rstrip("/") + "/" + "/".join(segments)
 
 

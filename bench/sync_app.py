@@ -1,0 +1,74 @@
+"""The status quo the product replaces, for scenario 4's contrast: a tiny FastAPI app whose
+request handler runs the export itself, synchronously, and answers with the CSV.
+
+`POST /exports/{id}` with an export request as body (the product's `ExportRequest`) reads the
+whole pipeline with PyMongo (one cursor, the kindest case for this design), encodes it with the
+product's CSV encoder and returns the file;
+it is a plain `def` handler, so FastAPI runs it in its thread pool, as such code usually is.
+`GET /exports/{id}` and `/healthz` answer from memory. Run with
+`python -m bench.sync_app --port N`; settings come from the environment like the product's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import uvicorn
+from fastapi import FastAPI, Response
+from pymongo import MongoClient
+
+from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from domain.export_plan import plan_export
+from domain.models import ExportRequest, Owner
+from domain.settings import Settings
+
+OWNER = Owner(user_id="bench-sync", tenant="bench-tenant")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    app = FastAPI(title="export inside the request (status quo)")
+    client: MongoClient[dict[str, object]] = MongoClient(settings.mongodb_uri, tz_aware=True)
+    status: dict[str, str] = {}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/exports/{export_id}")
+    async def progress(export_id: str) -> dict[str, str]:
+        return {"export_id": export_id, "status": status.get(export_id, "UNKNOWN")}
+
+    @app.post("/exports/{export_id}")
+    def export(export_id: str, request: ExportRequest) -> Response:
+        status[export_id] = "RUNNING"
+        plan = plan_export(request, OWNER, settings)
+        source = client[settings.mongodb_database][request.collection]
+        rows = (
+            plan.strip_hidden(row)
+            for row in source.aggregate(plan.pipeline_for(None), batchSize=1000)
+        )
+        sample = list(itertools.islice(rows, 100))
+        encoder = new_part_encoder(
+            EncodingSpec.of(request, hidden_fields=plan.hidden_fields),
+            request.columns or freeze_columns(sample),
+            first_part=True,
+        )
+        for row in itertools.chain(sample, rows):
+            encoder.write(row)
+        body = encoder.finish()
+        status[export_id] = "COMPLETED"
+        return Response(body, media_type="text/csv")
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.sync_app", description=__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    uvicorn.run(create_app(Settings()), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

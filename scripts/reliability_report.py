@@ -1,0 +1,273 @@
+"""Write RELIABILITY.md from the figures the reliability suite emitted.
+
+`make reliability` runs the suite with RELIABILITY_FULL=1 (it writes
+`.devstack/reliability/results-full.json`), then this script. The figures all come from that
+JSON; the findings at the end are the suite's maintainers' notes on what the figures mean.
+
+    python -m scripts.reliability_report [--results PATH] [--out PATH] [--allow-partial]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from devstack.paths import REPO_ROOT, state_dir
+
+RESULTS = state_dir() / "reliability" / "results-full.json"
+CI_RESULTS = state_dir() / "reliability" / "results-ci.json"
+OUT = REPO_ROOT / "RELIABILITY.md"
+
+COMMANDS = """\
+```bash
+make reliability   # the full run; writes this file. It runs:
+#   .venv/bin/python -m devstack.toxiproxy install        # toxiproxy-server v2.12.0, cached
+#   RELIABILITY_FULL=1 scripts/run-tests -m reliability tests/reliability
+#   .venv/bin/python -m scripts.reliability_report        # this file, from the run's JSON
+make test          # the whole suite, with the CI-sized part of this one (full-only tests skip)
+scripts/run-tests -m reliability tests/reliability   # the CI-sized part alone
+```"""
+
+FINDINGS = """\
+## Findings
+
+* **Fixed: a lost CreateMultipartUpload answer left an orphaned upload.** When S3 created the
+  upload but the answer was lost on the way back, boto3 retried the call and S3 opened a second
+  upload for the same key; the export used the second and completed, and the first stayed open
+  (until the janitor's 24 h cut-off). Found by `s3_responses_lost`: before the fix, 7 uploads
+  were left open by 8 byte-identical exports. `ExportActivities.start_upload` now keeps the
+  key's oldest upload and aborts any other, so every attempt, concurrent ones too, settles on
+  the same upload. The scenario now leaves none.
+* **Known defect (xfail, strict): a long non-ASCII filename is accepted but can never be
+  stored.** `filename` is limited to 200 characters, but the object key percent-encodes it:
+  196 × `é` + `.csv` becomes a 1,180-byte key segment, over the 255 bytes versitygw's POSIX
+  backend allows per segment (AWS allows 1,024 bytes for the whole key). The API answers 202,
+  the upload starts and parts upload, then CompleteMultipartUpload fails with `InternalError`,
+  which is retried without end (the activities' retry policy has no attempt limit): the export
+  stays RUNNING, holds one of the user's running-export slots and keeps its upload open. The
+  same holds for a long non-ASCII `report_id`, which names the default file. Fix: at
+  validation (`ExportRequest`), refuse a filename or report_id whose encoded key segment is
+  over 255 bytes (and, separately, give up on an S3 `InternalError` after a bounded number of
+  attempts so that any such export ends FAILED and aborts its upload).
+* **Silent connections stall but do not corrupt.** A MongoDB or S3 connection that stops
+  passing data without being closed stalls its part for as long as the silence lasts (PyMongo
+  has no `socketTimeoutMS` here; S3 reads time out after botocore's 60 s); once the connection
+  closes, the part is retried from its cursor and the object is identical. A silence that never
+  ends is bounded for MongoDB only by TCP keepalive (about 2 to 4 minutes on a real network),
+  since the part's heartbeat comes from a side thread. Setting `socketTimeoutMS` a little above
+  `MONGODB_MAX_TIME_MS` would bound it.
+* **A worker killed during a short activity costs up to 2 minutes.** `prepare_export`,
+  `start_upload` and `complete_upload` have a 2-minute start-to-close timeout and no heartbeat,
+  so an attempt lost with its worker is retried only after 2 minutes (parts heartbeat and are
+  retried within 10 s). Random SIGKILLs mostly land in parts (see "in flight at a kill").
+* **The running-export limit briefly counts a finished export.** An export this API process
+  started in the last 10 s counts as running even once it has finished (the visibility grace),
+  so a user who starts and finishes an export quickly can be refused (429) for up to 10 s while
+  under the limit; the 429 message then overstates the running count by one.
+* **Forged tenant fields are accepted by design, and harmless.** `$match`, `$set`, `$lookup`,
+  `$unionWith` and `$graphLookup` naming another tenant are accepted (the corpus checks with
+  `explain` that the caller's tenant filter still comes first, at every depth); a tenant or
+  owner in the request body is refused (422). Bodies the JSON parser cannot read (invalid UTF-8,
+  nesting deeper than it recurses) get FastAPI's 400 "There was an error parsing the body". A
+  `$binary` whose base64 holds non-alphabet characters is decoded leniently by bson.json_util
+  (they are skipped) rather than refused.
+"""
+
+
+def _scenario_rows(faults: dict[str, Any]) -> list[str]:
+    rows = [
+        "| scenario | faults injected | exports | identical | missing / duplicated rows "
+        "| open uploads left | seconds | worker RSS peak |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, s in faults.items():
+        exports = s["exports"]
+        rows.append(
+            f"| `{name}` | {s['faults_total']} | {len(exports)} "
+            f"| {sum(e['identical'] for e in exports)} "
+            f"| {sum(e['missing_rows'] for e in exports)} / "
+            f"{sum(e['duplicated_rows'] for e in exports)} "
+            f"| {sum(e['orphaned_uploads'] for e in exports)} | {s['seconds']} "
+            f"| {s['peak_worker_rss_mib']} MiB |"
+        )
+    return rows
+
+
+def _scenario_details(faults: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, s in faults.items():
+        kinds = ", ".join(f"{kind} × {n}" for kind, n in sorted(s["faults"].items()))
+        lines.append(f"* `{name}` (seed `{s['seed']}`): {s['what']}. Injected: {kinds}.")
+        if s.get("in_flight_at_kill"):
+            flight = ", ".join(f"{k} × {n}" for k, n in sorted(s["in_flight_at_kill"].items()))
+            lines.append(f"  In flight at a kill: {flight}.")
+        for e in s["exports"]:
+            if e["status"] != "COMPLETED" or not e["identical"] or e["orphaned_uploads"]:
+                lines.append(
+                    f"  NOT SURVIVED: {e['export_id']} {e['status']}, identical={e['identical']}, "
+                    f"open uploads {e['orphaned_uploads']}, error: {e['error']}"
+                )
+    return lines
+
+
+def _failures(doc: dict[str, Any]) -> list[str]:
+    bad = {k: v for k, v in doc["tests"].items() if v not in ("passed", "skipped")}
+    if not bad:
+        return ["Every test passed (the known defect below is an expected, strict xfail)."]
+    return [f"* `{test}`: **{outcome}**" for test, outcome in sorted(bad.items())]
+
+
+def render(doc: dict[str, Any], ci: dict[str, Any] | None) -> str:
+    sections = doc["sections"]
+    faults: dict[str, Any] = sections.get("faults", {})
+    exports = [e for s in faults.values() for e in s["exports"]]
+    kinds: Counter[str] = Counter()
+    for s in faults.values():
+        kinds.update(s["faults"])
+    hostile = sections.get("hostile_input", {})
+    prop = hostile.get("property_run", {})
+    names = hostile.get("accepted_filenames", [])
+    iso = sections.get("isolation", {})
+    expiry = iso.get("presigned_expiry", {})
+    load = sections.get("load", {})
+    before, after = hostile.get("workflows_before", {}), hostile.get("workflows_after", {})
+    control = hostile.get("control_request_seen", {})
+    ci_line = "The CI-sized part has not been run on this checkout yet."
+    if ci:
+        ran = sum(1 for outcome in ci["tests"].values() if outcome != "skipped")
+        ci_line = (
+            f"The CI-sized part (in `make test`) last ran {ran} tests in {ci.get('test_seconds', '?')} s "
+            f"({ci['started_at']}, commit `{ci['git_commit']}`)."
+        )
+    out = [
+        "# Reliability and security",
+        "",
+        "What the reliability suite (`tests/reliability/`) measured in its last full run against "
+        "the real local stack: real faults between the worker and S3 / MongoDB (toxiproxy), "
+        "killed workers, a restarted Temporal server, hostile requests, cross-user probes and "
+        "a burst of load. Written by `scripts/reliability_report.py`; do not edit by hand.",
+        "",
+        f"Last full run: {doc['started_at']}, commit `{doc['git_commit']}`, {doc['machine']}, "
+        f"Python {doc['python']}; {len(doc['tests'])} tests in {doc.get('test_seconds', '?')} s "
+        f"({doc['wall_seconds']} s wall). {ci_line}",
+        "",
+        COMMANDS,
+        "",
+        "## Figures",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| faults injected | {sum(kinds.values())} in {len(faults)} scenarios |",
+        f"| exports run under faults | {len(exports)} |",
+        f"| exports byte-identical to their reference | {sum(e['identical'] for e in exports)} "
+        f"of {len(exports)} |",
+        f"| multipart uploads left open (target 0) | "
+        f"{sum(e['orphaned_uploads'] for e in exports)} |",
+        f"| duplicated or missing rows (target 0) | "
+        f"{sum(e['duplicated_rows'] for e in exports)} duplicated, "
+        f"{sum(e['missing_rows'] for e in exports)} missing |",
+        f"| hostile requests (corpus files) | {hostile.get('corpus_files')}: "
+        f"{hostile.get('corpus_refused_requests')} refused with the expected 4xx and message, "
+        f"{hostile.get('corpus_explain_requests')} `explain` checks of the tenant filter, "
+        f"{len(names)} accepted filenames exported; mismatches: "
+        f"{len(hostile.get('mismatches', {}))} |",
+        f"| workflows started by refused requests (target 0) | task queue {before.get('task_queue')}"
+        f" → {after.get('task_queue')}, owner {before.get('owner')} → {after.get('owner')} "
+        f"(a valid control request was counted as {control.get('task_queue')} / "
+        f"{control.get('owner')}) |",
+        f"| random pipelines through validation and planning | {prop.get('examples')}: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(prop.get("outcomes", {}).items()))
+        + "; any other exception fails the run |",
+        f"| cross-user and cross-tenant probes | {iso.get('probes')} by "
+        f"{len(iso.get('intruders', []))} intruders; leaks: {len(iso.get('leaks', []))} |",
+        f"| presigned link of {expiry.get('expiry_seconds')} s | before expiry "
+        f"{expiry.get('before')}, after {expiry.get('after')} "
+        f"(checked {expiry.get('checked_after_seconds')} s after issue) |",
+        f"| load: {load.get('users')} users, {load.get('submitted')} exports at once, limit "
+        f"{load.get('limit_per_user')} | {load.get('accepted')} accepted, "
+        f"{load.get('refused_429')} × 429 ({load.get('refused_429_with_retry_after')} with "
+        f"Retry-After); at most {load.get('max_running_per_user')} running per user; "
+        f"{load.get('identical')} of {load.get('accepted')} identical; open uploads "
+        f"{load.get('orphaned_uploads')}; all done in {load.get('all_done_seconds')} s |",
+        f"| worker memory under load | {load.get('worker_rss_idle_mib')} MiB idle, "
+        f"{load.get('worker_rss_peak_mib')} MiB peak (bound {load.get('worker_rss_limit_mib')} "
+        "MiB) |",
+        f"| /healthz during the burst | {load.get('healthz_requests')} requests, failures "
+        f"{load.get('healthz_failures')}; p50 {load.get('healthz_p50_ms')} ms, p99 "
+        f"{load.get('healthz_p99_ms')} ms, max {load.get('healthz_max_ms')} ms |",
+        "",
+        "## Fault scenarios",
+        "",
+        "Every export is checked against the same pipeline run once, unchunked, and encoded in "
+        'one go; a row is a line of the object. "Open uploads left" counts multipart uploads '
+        "under the export's own prefix after it ended.",
+        "",
+        *_scenario_rows(faults),
+        "",
+        *_scenario_details(faults),
+        "",
+        "Faults by kind over all scenarios: "
+        + "; ".join(f"{kind} × {n}" for kind, n in sorted(kinds.items()))
+        + ".",
+        "",
+        "## Hostile input",
+        "",
+        "Corpus files by category: "
+        + ", ".join(f"{k} {v}" for k, v in hostile.get("categories", {}).items())
+        + ". Answers by status: "
+        + ", ".join(f"{k}: {v}" for k, v in hostile.get("statuses", {}).items())
+        + ".",
+        "",
+        "Accepted filenames (object key and the Content-Disposition S3 served):",
+        "",
+        "| filename | key segment bytes | outcome |",
+        "| --- | --- | --- |",
+        *[
+            f"| `{n['filename']!r}` | {n.get('key_segment_bytes', '-')} | "
+            + (
+                "sane key and header, identical object"
+                if not n["problems"]
+                else "; ".join(n["problems"])
+            )
+            + (" (known defect, strict xfail)" if n.get("known_defect") else "")
+            + " |"
+            for n in names
+        ],
+        "",
+        "## Test outcomes",
+        "",
+        *_failures(doc),
+        "",
+        FINDINGS,
+    ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--allow-partial", action="store_true", help="accept results of a run that was not full"
+    )
+    args = parser.parse_args(argv)
+    try:
+        doc = json.loads(args.results.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"reliability_report: cannot read {args.results}: {exc}", file=sys.stderr)
+        return 1
+    if not doc.get("full") and not args.allow_partial:
+        print(f"reliability_report: {args.results} is not from a full run", file=sys.stderr)
+        return 1
+    ci = json.loads(CI_RESULTS.read_text()) if CI_RESULTS.exists() else None
+    args.out.write_text(render(doc, ci))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
