@@ -188,17 +188,16 @@ async def run_all(args: argparse.Namespace, stamp: str) -> RunInfo:
                 result = await run(ctx)
             except Exception as exc:
                 log.error("scenario %d failed:\n%s", number, traceback.format_exc())
-                result = (
-                    module.failed(exc)
-                    if hasattr(module, "failed")
-                    else ScenarioResult(number, title)
-                )
+                result = ScenarioResult(number, title)
                 result.error = f"{type(exc).__name__}: {exc}"
             result.seconds = time.perf_counter() - began
             log.info("scenario %d done in %.0f s", number, result.seconds)
             results.append(result)
     finally:
         await ctx.aclose()
+        from bench.product import remove_bench_objects
+
+        remove_bench_objects(Settings())
         if not args.keep_data:
             from bench.data import drop_all
 

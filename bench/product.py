@@ -247,6 +247,26 @@ def delete_objects(settings: Settings, keys: list[str]) -> None:
         s3.delete_object(Bucket=settings.s3_bucket, Key=key)
 
 
+def remove_bench_objects(settings: Settings) -> int:
+    """Delete every object and abort every upload under the benchmark tenant's prefix (only
+    the benchmark exports as that tenant). Returns how many objects went."""
+    s3 = make_s3_client(settings)
+    prefix = f"{settings.export_prefix}{TENANT}/"
+    removed = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket=settings.s3_bucket, Prefix=prefix
+    ):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=settings.s3_bucket, Key=item["Key"])
+            removed += 1
+    uploads = s3.list_multipart_uploads(Bucket=settings.s3_bucket, Prefix=prefix)
+    for upload in uploads.get("Uploads", []):
+        s3.abort_multipart_upload(
+            Bucket=settings.s3_bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+        )
+    return removed
+
+
 def fetch_object(settings: Settings, key: str) -> bytes:
     s3 = make_s3_client(settings)
     body: bytes = s3.get_object(Bucket=settings.s3_bucket, Key=key)["Body"].read()

@@ -79,9 +79,7 @@ def read_and_encode(collection: Any, plan: Any, run: ExportRun, settings: Any, c
     return total
 
 
-async def measure_engine(
-    ctx: BenchContext, engine: str, docs: int, reps: int, result: ScenarioResult
-) -> dict[str, Any]:
+async def measure_engine(ctx: BenchContext, engine: str, docs: int, reps: int) -> dict[str, Any]:
     name, seeded = ensure_collection(engine, docs)
     stack = ctx.stack(engine)
     settings = stack.settings
@@ -196,7 +194,7 @@ async def run(ctx: BenchContext) -> ScenarioResult:
     ]
     measured: dict[str, Any] = {}
     for engine, docs, reps in engines:
-        m = await measure_engine(ctx, engine, docs, reps, result)
+        m = await measure_engine(ctx, engine, docs, reps)
         measured[engine] = m
         label = ENGINE_LABELS[engine]
         ratio = m["export_over_reads"]

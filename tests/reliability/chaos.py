@@ -47,6 +47,8 @@ class FaultLog:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.in_flight_at_kill: Counter[str] = Counter()
+        self.kill_times: list[float] = []
+        """`time.monotonic()` of every SIGKILL, to count the kills each export lived through."""
 
     def add(self, kind: str) -> None:
         self.counts[kind] += 1
@@ -104,6 +106,7 @@ class WorkerFleet:
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             self.faults.add("worker SIGKILL")
+            self.faults.kill_times.append(time.monotonic())
         process.wait()
 
     def sample_rss(self) -> None:
@@ -255,6 +258,8 @@ class Verdict:
     orphaned_uploads: int
     seconds: float
     error: str | None = None
+    kills_during: int = 0
+    """Worker SIGKILLs between the export's start and its end."""
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
