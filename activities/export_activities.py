@@ -174,14 +174,14 @@ class ExportActivities:
             request.columns,
             first_part=request.part_number == 1,
         )
-        rows, cursor, exhausted = 0, request.cursor, True
+        rows, last_cursor, exhausted = 0, None, True
         stream = self._rows(export, plan, request.cursor, rows_before=request.rows_so_far)
         with heartbeating(lambda: (request.part_number, rows)):
             try:
                 for row, row_cursor in stream:
                     encoder.write(row)
                     rows += 1
-                    cursor = cursor_to_json(row_cursor)
+                    last_cursor = row_cursor  # serialised once, below: not per row
                     if encoder.size >= target:
                         # Full. Peek: is there a row (within the row limit) for a later part?
                         exhausted = next(stream, None) is None
@@ -189,6 +189,7 @@ class ExportActivities:
             finally:
                 stream.close()
         body = encoder.finish()
+        cursor = request.cursor if last_cursor is None else cursor_to_json(last_cursor)
         if len(body) > MAX_PART_SIZE:
             raise errors.storage_refused(
                 f"part {request.part_number} came to {len(body)} bytes, over S3's limit of "

@@ -15,7 +15,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from api.errors import ApiError
 from api.visibility import count_running
@@ -50,6 +51,22 @@ class RunningExportLimiter:
             self._recent[owner] = recent
         return set(recent)
 
+    async def _still_running(self, client: Client, owner: Owner, ids: set[str]) -> set[str]:
+        """The recent ids whose exports have not ended: one that finished within the grace
+        period no longer takes a slot. An id that cannot be described stays counted."""
+        running = set()
+        for export_id in ids:
+            try:
+                described = await client.get_workflow_handle(export_id).describe()
+            except RPCError:
+                running.add(export_id)
+                continue
+            if described.status == WorkflowExecutionStatus.RUNNING:
+                running.add(export_id)
+            else:
+                self._recent.get(owner, {}).pop(export_id, None)
+        return running
+
     def _record(self, owner: Owner, export_id: str) -> None:
         self._recent.setdefault(owner, {})[export_id] = time.monotonic()
 
@@ -58,7 +75,7 @@ class RunningExportLimiter:
         """Hold the owner's lock, refuse with 429 when at the limit, and yield a function to
         record the export id the caller then starts."""
         async with self._lock(owner):
-            recent = self._recent_ids(owner)
+            recent = await self._still_running(client, owner, self._recent_ids(owner))
             running = await count_running(client, owner, exclude_ids=recent) + len(recent)
             if running >= self._max_running:
                 raise ApiError(

@@ -167,3 +167,16 @@ async def test_concurrent_starts_respect_the_limit(
     responses = await asyncio.gather(*(_start(http, api, owner) for _ in range(8)))
 
     assert sorted(r.status_code for r in responses) == [202] * 3 + [429] * 5
+
+
+async def test_an_export_that_just_ended_frees_its_slot_at_once(
+    idle_api: IdleApiFactory, http: httpx.AsyncClient, temporal: Client
+) -> None:
+    api = idle_api(max_running_exports_per_user=1)
+    owner = new_owner()
+    first = await _start(http, api, owner)
+    assert first.status_code == 202
+    assert (await _start(http, api, owner)).status_code == 429
+    # Ended well within the limiter's visibility grace period (10 s): the slot is free again.
+    await temporal.get_workflow_handle(first.json()["export_id"]).terminate("ended for the test")
+    assert (await _start(http, api, owner)).status_code == 202
