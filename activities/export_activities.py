@@ -173,6 +173,8 @@ class ExportActivities:
             EncodingSpec.of(export.request, hidden_fields=plan.hidden_fields),
             request.columns,
             first_part=request.part_number == 1,
+            carry=request.format_state,
+            offset=request.bytes_so_far,
         )
         rows, last_cursor, exhausted = 0, None, True
         stream = self._rows(export, plan, request.cursor, rows_before=request.rows_so_far)
@@ -188,7 +190,7 @@ class ExportActivities:
                         break
             finally:
                 stream.close()
-        body = encoder.finish()
+        body = encoder.finish(last=exhausted)
         cursor = request.cursor if last_cursor is None else cursor_to_json(last_cursor)
         if len(body) > MAX_PART_SIZE:
             raise errors.storage_refused(
@@ -203,6 +205,8 @@ class ExportActivities:
             rows=rows,
             bytes=len(body),
             exhausted=exhausted,
+            format_state=encoder.carry,
+            warnings=dict(encoder.warnings),
         )
 
     def _upload_part(self, request: PartRequest, body: bytes) -> str:

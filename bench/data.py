@@ -22,7 +22,7 @@ from typing import Any
 from pymongo import MongoClient
 
 from bench.common import BENCH_DATABASE, TENANT, engine_uri
-from scripts.seed_inspections import inspections
+from scripts.seed_inspections import insert_in_batches, inspections
 
 DATA_VERSION = 2
 SITES = 20_000
@@ -63,14 +63,7 @@ def ensure_collection(engine: str, count: int) -> tuple[str, bool]:
             return name, False
         collection.drop()
         meta.drop()
-        batch: list[Document] = []
-        for doc in documents(count, slim=slim):
-            batch.append(doc)
-            if len(batch) == 5000:
-                collection.insert_many(batch, ordered=False)
-                batch = []
-        if batch:
-            collection.insert_many(batch, ordered=False)
+        insert_in_batches(collection, documents(count, slim=slim))
         meta.insert_one(marker)
         return name, True
     finally:

@@ -5,7 +5,7 @@ Plain pydantic models of JSON-friendly values: cursors travel as canonical Exten
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from domain.models import Column, ExportInput, ExportStatus
 
@@ -41,6 +41,8 @@ class PartRequest(_Io):
     part_number: int
     rows_so_far: int
     bytes_so_far: int
+    format_state: str | None = None
+    """The previous part's `PartResult.format_state` (see `PartEncoder.carry`)."""
 
 
 class PartResult(_Io):
@@ -50,6 +52,8 @@ class PartResult(_Io):
     rows: int
     bytes: int
     exhausted: bool
+    format_state: str | None = None
+    warnings: dict[str, int] = Field(default_factory=dict)
 
 
 class CompleteRequest(_Io):

@@ -84,7 +84,15 @@ class CsvPartEncoder:
         if len(self._batch) >= self._batch_limit:
             self._encode_batch()
 
-    def finish(self) -> bytes:
+    @property
+    def carry(self) -> str | None:
+        return None
+
+    @property
+    def warnings(self) -> Mapping[str, int]:
+        return {}
+
+    def finish(self, *, last: bool = False) -> bytes:
         self._encode_batch()
         return self._out.finish()
 

@@ -88,17 +88,36 @@ class PartEncoder(Protocol):
     def rows(self) -> int:
         """Rows written to this part."""
 
-    def finish(self) -> bytes:
-        """The complete bytes of this part; the encoder cannot be used afterwards."""
+    def finish(self, *, last: bool = False) -> bytes:
+        """The complete bytes of this part; the encoder cannot be used afterwards.
+
+        `last`: this is the export's final part, so a format with a trailer (a Parquet footer,
+        an XLSX central directory) writes it here. CSV and JSON Lines have none.
+        """
+
+    @property
+    def carry(self) -> str | None:
+        """After `finish`: the format's running state the next part starts from (JSON text that
+        the workflow keeps in its durable state), or None for formats without one (CSV, JSONL)."""
+
+    @property
+    def warnings(self) -> Mapping[str, int]:
+        """Counts of values this part had to change to fit the format (e.g. truncated cells)."""
 
 
 def new_part_encoder(
-    spec: EncodingSpec, columns: Sequence[Column] | None, *, first_part: bool
+    spec: EncodingSpec,
+    columns: Sequence[Column] | None,
+    *,
+    first_part: bool,
+    carry: str | None = None,
+    offset: int = 0,
 ) -> PartEncoder:
     """An encoder for one part; `first_part` writes the BOM and the CSV header.
 
     `columns`: for CSV the requested or the frozen columns (required); for JSONL the requested
-    columns, or None for whole documents.
+    columns, or None for whole documents. `carry` is the previous part's `carry` and `offset`
+    the bytes of the object before this part (formats whose trailer indexes the file need both).
     """
     if spec.format == "csv":
         if columns is None:
@@ -120,4 +139,4 @@ def encode_part(
     encoder = new_part_encoder(spec, columns, first_part=first_part)
     for row in rows:
         encoder.write(row)
-    return encoder.finish()
+    return encoder.finish(last=True)

@@ -50,7 +50,15 @@ class JsonlPartEncoder:
         self._out.write(relaxed_json(document) + "\n")
         self._rows += 1
 
-    def finish(self) -> bytes:
+    @property
+    def carry(self) -> str | None:
+        return None
+
+    @property
+    def warnings(self) -> Mapping[str, int]:
+        return {}
+
+    def finish(self, *, last: bool = False) -> bytes:
         return self._out.finish()
 
     @staticmethod

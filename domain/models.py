@@ -175,6 +175,11 @@ class ExportState(BaseModel):
     rows: int = 0
     bytes: int = 0
     parts_done: int = 0
+    format_state: str | None = None
+    """The encoder's running state after the last part (`PartEncoder.carry`), for formats whose
+    trailer indexes the whole file; None for CSV and JSON Lines."""
+    warnings: dict[str, int] = Field(default_factory=dict)
+    """Counts of values changed to fit the format (replaced invalid UTF-8, truncated cells…)."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
@@ -194,6 +199,7 @@ class ProgressView(_Frozen):
     rows_per_second: float | None
     error: str | None
     object_key: str | None
+    warnings: dict[str, int] = Field(default_factory=dict)
 
     @classmethod
     def of(cls, export_id: str, state: ExportState, now: datetime) -> ProgressView:
@@ -214,6 +220,7 @@ class ProgressView(_Frozen):
             rows_per_second=rate,
             error=state.error,
             object_key=state.object_key,
+            warnings=dict(state.warnings),
         )
 
 

@@ -8,7 +8,7 @@ the same documents, so an export of it is reproducible.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -75,6 +75,20 @@ def inspections(
         yield doc
 
 
+def insert_in_batches(
+    collection: Collection[Any], documents: Iterable[Mapping[str, Any]], size: int = 5000
+) -> None:
+    """Insert a stream of documents a batch at a time, so memory holds one batch, not them all."""
+    batch: list[Mapping[str, Any]] = []
+    for doc in documents:
+        batch.append(doc)
+        if len(batch) == size:
+            collection.insert_many(batch, ordered=False)
+            batch = []
+    if batch:
+        collection.insert_many(batch, ordered=False)
+
+
 def ensure_inspections(
     collection: Collection[dict[str, Any]], count: int, *, tenant: str, tenant_field: str
 ) -> bool:
@@ -85,13 +99,6 @@ def ensure_inspections(
         return False
     collection.drop()
     meta.drop()
-    batch: list[dict[str, Any]] = []
-    for doc in inspections(count, tenant=tenant, tenant_field=tenant_field):
-        batch.append(doc)
-        if len(batch) == 2000:
-            collection.insert_many(batch, ordered=False)
-            batch = []
-    if batch:
-        collection.insert_many(batch, ordered=False)
+    insert_in_batches(collection, inspections(count, tenant=tenant, tenant_field=tenant_field))
     meta.insert_one(marker)
     return True

@@ -110,6 +110,7 @@ class ExportWorkflow:
                     part_number=state.next_part_number,
                     rows_so_far=state.rows,
                     bytes_so_far=state.bytes,
+                    format_state=state.format_state,
                 ),
                 start_to_close_timeout=PART_TIMEOUT,
                 heartbeat_timeout=PART_HEARTBEAT,
@@ -121,6 +122,9 @@ class ExportWorkflow:
             state.cursor = result.cursor
             state.rows += result.rows
             state.bytes += result.bytes
+            state.format_state = result.format_state
+            for kind, count in result.warnings.items():
+                state.warnings[kind] = state.warnings.get(kind, 0) + count
             state.parts_done = result.part_number
             state.next_part_number = result.part_number + 1
             if result.exhausted:

@@ -25,6 +25,7 @@ from activities.s3_client import make_s3_client
 from domain.encoding import EncodingSpec, new_part_encoder
 from domain.models import Column, ExportInput, ExportRequest, Owner
 from domain.settings import Settings
+from scripts.seed_inspections import insert_in_batches
 from workflows.export_workflow import ExportWorkflow
 from workflows.janitor_workflow import JanitorWorkflow
 from workflows.temporal_client import connect
@@ -50,14 +51,7 @@ def seed(
 ) -> None:
     client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri)
     coll = client[settings.mongodb_database][collection]
-    batch: list[dict[str, Any]] = []
-    for doc in docs:
-        batch.append({**doc, settings.tenant_field: tenant})
-        if len(batch) == 5000:
-            coll.insert_many(batch)
-            batch = []
-    if batch:
-        coll.insert_many(batch)
+    insert_in_batches(coll, ({**doc, settings.tenant_field: tenant} for doc in docs))
     client.close()
 
 
