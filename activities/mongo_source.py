@@ -18,6 +18,7 @@ from pymongo.read_preferences import (
     _ServerMode,
 )
 
+from activities.decoding import CODEC_OPTIONS
 from domain.settings import Settings
 
 _ReadPreferenceFactory = Callable[[], _ServerMode]
@@ -42,4 +43,4 @@ def source_collection(settings: Settings, name: str) -> Collection[Document]:
     """The collection an export reads, with the configured read preference."""
     database = _client(settings.mongodb_uri)[settings.mongodb_database]
     preference = _READ_PREFERENCES[settings.mongodb_read_preference]()
-    return database.get_collection(name, read_preference=preference)
+    return database.get_collection(name, read_preference=preference, codec_options=CODEC_OPTIONS)

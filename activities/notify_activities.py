@@ -1,5 +1,9 @@
 """Telling an export's owner that it ended: a log line always, a signed webhook and an e-mail when
-configured."""
+configured.
+
+Each channel is its own activity (`notify_channel`) with its own bounded retries, so a failing
+webhook never blocks or repeats the e-mail, the operator's webhook or another channel.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,7 +20,7 @@ from temporalio import activity
 
 from activities.email_notifier import EmailNotifier
 from activities.s3_client import make_presigning_client
-from domain.activity_io import Outcome
+from domain.activity_io import Channel, ChannelNotice, Outcome
 from domain.models import ExportStatus
 from domain.objects import content_disposition
 from domain.settings import Settings
@@ -41,25 +46,39 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class WebhookNotifier:
-    """POSTs the payload as JSON, signed, to the export's webhook and the configured default one.
+def request_webhook_url(outcome: Outcome, settings: Settings) -> str | None:
+    notify = outcome.export.request.notify
+    return notify.webhook_url if notify else None
 
-    A non-2xx answer raises, so the activity's retry policy retries with backoff.
+
+def operator_webhook_url(outcome: Outcome, settings: Settings) -> str | None:
+    return settings.notify_webhook_url
+
+
+class WebhookNotifier:
+    """POSTs the payload as JSON, signed, to the webhook `url_of` picks (the request's or the
+    operator's). A non-2xx answer raises, so the activity's retry policy retries with backoff.
     """
 
-    def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        url_of: Callable[[Outcome, Settings], str | None] = request_webhook_url,
+        timeout: float = 10.0,
+    ) -> None:
+        self._settings = settings
         self._secret = settings.webhook_signing_secret
-        self._default_url = settings.notify_webhook_url
+        self._url_of = url_of
         self._timeout = timeout
 
     def send(self, outcome: Outcome, payload: dict[str, Any]) -> None:
-        notify = outcome.export.request.notify
-        urls = [u for u in (notify.webhook_url if notify else None, self._default_url) if u]
+        url = self._url_of(outcome, self._settings)
+        if not url:
+            return
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self._secret, body)}
-        for url in urls:
-            response = httpx.post(url, content=body, headers=headers, timeout=self._timeout)
-            response.raise_for_status()
+        response = httpx.post(url, content=body, headers=headers, timeout=self._timeout)
+        response.raise_for_status()
 
 
 class NotifyActivities:
@@ -67,15 +86,16 @@ class NotifyActivities:
         self,
         settings: Settings,
         s3: S3Client | None = None,
-        notifiers: list[Notifier] | None = None,
+        channels: Mapping[Channel, Notifier] | None = None,
     ) -> None:
         self._settings = settings
         self._s3 = s3 or make_presigning_client(settings)  # only presigns links
-        self._notifiers = notifiers or [
-            LogNotifier(),
-            WebhookNotifier(settings),
-            EmailNotifier(settings),
-        ]
+        self._channels: Mapping[Channel, Notifier] = channels or {
+            "log": LogNotifier(),
+            "request_webhook": WebhookNotifier(settings, request_webhook_url),
+            "operator_webhook": WebhookNotifier(settings, operator_webhook_url),
+            "email": EmailNotifier(settings),
+        }
 
     def payload(self, outcome: Outcome) -> dict[str, Any]:
         export_id = outcome.export.export_id
@@ -105,7 +125,17 @@ class NotifyActivities:
         return payload
 
     @activity.defn
+    def notify_channel(self, notice: ChannelNotice) -> None:
+        """Tell the owner through one channel (a no-op where that channel is not configured)."""
+        self._channels[notice.channel].send(notice.outcome, self.payload(notice.outcome))
+
+    @activity.defn
     def notify(self, outcome: Outcome) -> None:
+        """Every channel in one activity: what exports started before `notify_channel` existed
+        still schedule (their history replays it); new exports never do."""
         payload = self.payload(outcome)
-        for notifier in self._notifiers:
+        for notifier in self._channels.values():
             notifier.send(outcome, payload)
+
+    def all(self) -> list[Any]:
+        return [self.notify_channel, self.notify]

@@ -40,6 +40,7 @@ from api.signing import keyed_digest
 from api.visibility import EXPORT_WORKFLOW_TYPE
 from domain.chunk_planning import ChunkPlan
 from domain.export_plan import ExportRefused, plan_export
+from domain.export_policy import ExportPolicy
 from domain.models import ExportInput, ExportRequest, ExportStatus, Owner, ProgressView
 from domain.relaxed_json import relaxed_json
 from domain.settings import Settings
@@ -178,7 +179,11 @@ async def start_export(
         if existing is not None:
             return await _replay(existing, digest)
     export = ExportInput(
-        export_id=export_id, owner=owner, request=request, requested_at=datetime.now(UTC)
+        export_id=export_id,
+        owner=owner,
+        request=request,
+        requested_at=datetime.now(UTC),
+        policy=ExportPolicy.of(settings),
     )
     nonce = uuid.uuid4().hex
     async with limiter.slot(client, owner) as record_start:

@@ -5,6 +5,8 @@ Plain pydantic models of JSON-friendly values: cursors travel as canonical Exten
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.models import Column, ExportInput, ExportStatus
@@ -64,7 +66,8 @@ class CompleteRequest(_Io):
 
 class AbortRequest(_Io):
     object_key: str
-    upload_id: str
+    upload_id: str | None
+    """None: abort every upload of the key (a start whose answer never arrived)."""
 
 
 class Outcome(_Io):
@@ -77,6 +80,17 @@ class Outcome(_Io):
     rows: int
     bytes: int
     error: str | None
+
+
+Channel = Literal["log", "request_webhook", "operator_webhook", "email"]
+CHANNELS: tuple[Channel, ...] = ("log", "request_webhook", "operator_webhook", "email")
+
+
+class ChannelNotice(_Io):
+    """Tell the owner of `outcome` through one channel."""
+
+    outcome: Outcome
+    channel: Channel
 
 
 class JanitorRequest(_Io):

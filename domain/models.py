@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from domain.export_policy import ExportPolicy
+
 ExportFormat = Literal["csv", "jsonl"]
 Compression = Literal["none", "gzip"]
 
@@ -150,6 +152,8 @@ class ExportInput(_Frozen):
     owner: Owner
     request: ExportRequest
     requested_at: datetime
+    policy: ExportPolicy | None = None
+    """The settings the export was accepted under; None in inputs recorded before snapshots."""
     resume: ExportState | None = None
     """The state a continued-as-new run picks up from; None for a new export."""
 

@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     max_pipeline_depth: Annotated[int, Field(gt=0)] = 8
     max_pipeline_bytes: Annotated[int, Field(gt=0)] = 256 * 1024
 
+    # Bounds on every export (snapshotted into each export's workflow input when accepted)
+    activity_max_attempts: Annotated[int, Field(gt=0, le=1000)] = 10
+    """Attempts of each export activity before the export fails with the last attempt's error."""
+    export_deadline_seconds: Annotated[int, Field(gt=0)] = 24 * 3600
+    """An export still running this long after it started fails, its upload aborted."""
+
     # Worker
     worker_max_concurrent_activities: Annotated[int, Field(gt=0, le=64)] = 4
     """Activities one worker runs at once; each holds at most one part in memory."""

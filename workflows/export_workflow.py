@@ -13,6 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE_TYPES
@@ -20,26 +21,43 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify_activities import NotifyActivities
     from domain.activity_io import (
         AbortRequest,
+        Channel,
+        ChannelNotice,
         CompleteRequest,
         Outcome,
         PartRequest,
         UploadTarget,
     )
+    from domain.export_policy import ExportPolicy
     from domain.models import ExportInput, ExportState, ExportStatus, ProgressView
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportStatus")
 OWNER_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportOwner")
 TENANT_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportTenant")
 
-RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    non_retryable_error_types=NON_RETRYABLE_TYPES,
-)
+PATCH_BOUNDED = "bounded-failures-1"
+"""Marks histories of the release with a deadline, one notify activity per channel and a start
+that aborts every upload of its key when cancelled. Histories without it replay as before."""
+
 SHORT = timedelta(minutes=2)
 PART_TIMEOUT = timedelta(minutes=30)
-PART_HEARTBEAT = timedelta(seconds=10)  # activities heartbeat every 2 s from a side thread
+HEARTBEAT = timedelta(seconds=10)  # activities heartbeat every 2 s from a side thread
+NOTIFY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+)
+
+
+def retry_policy(policy: ExportPolicy, *, at_least: int = 1) -> RetryPolicy:
+    """Bounded retries with backoff: when the attempts run out, the last error ends the export."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(seconds=60),
+        maximum_attempts=max(policy.activity_max_attempts, at_least),
+        non_retryable_error_types=NON_RETRYABLE_TYPES,
+    )
 
 
 @workflow.defn
@@ -47,6 +65,10 @@ class ExportWorkflow:
     def __init__(self) -> None:
         self._export: ExportInput | None = None
         self._state = ExportState()
+        self._policy = ExportPolicy()
+        self._bounded = False
+        self._upload_started = False
+        self._notified: set[Channel] = set()
 
     @workflow.query
     def progress(self) -> ProgressView:
@@ -56,90 +78,158 @@ class ExportWorkflow:
     @workflow.run
     async def run(self, export: ExportInput) -> ProgressView:
         self._export = export
+        self._policy = export.policy or ExportPolicy()
+        self._bounded = workflow.patched(PATCH_BOUNDED)
         if export.resume is not None:
             self._state = export.resume.model_copy()
+            if self._state.columns is None:
+                self._state.columns = export.request.columns  # not repeated in `resume`
         try:
-            await self._export_all(export)
+            if self._bounded:
+                await asyncio.wait_for(self._export_all(export), timeout=self._time_left())
+            else:
+                await self._export_all(export)
         except (Exception, asyncio.CancelledError) as exc:
             # ContinueAsNewError is a BaseException and passes through untouched.
             cancelled = is_cancelled_exception(exc)
-            message = "cancelled by its owner" if cancelled else _user_message(exc)
+            timed_out = isinstance(exc, TimeoutError)
+            if (cancelled or timed_out) and self._bounded and self._too_late_to_stop():
+                # The file is complete or being completed: finishing beats leaving it behind.
+                await self._finish(export)
+                return self.progress()
+            if cancelled:
+                message = "cancelled by its owner"
+            elif timed_out:
+                message = (
+                    f"the export did not finish within its deadline of "
+                    f"{self._policy.export_deadline_seconds} s (EXPORT_DEADLINE_SECONDS)"
+                )
+            else:
+                message = _user_message(exc)
             await self._compensate(export, message, cancelled=cancelled)
             if cancelled:
                 raise
             raise ApplicationError(message, type="ExportFailed", non_retryable=True) from exc
         return self.progress()
 
+    # -- the flow: prepare → start_upload → parts … → complete → notify ------------------------
+
     async def _export_all(self, export: ExportInput) -> None:
+        if self._state.status == ExportStatus.PENDING:
+            await self._prepare(export)
+        if self._state.upload_id is None:
+            await self._start_upload(export)
+        while self._state.status == ExportStatus.RUNNING:
+            self._continue_as_new_if_suggested(export)
+            await self._write_next_part(export)
+        await self._finish(export)
+
+    async def _prepare(self, export: ExportInput) -> None:
         state = self._state
-        if state.status == ExportStatus.PENDING:
-            state.started_at = workflow.now()
-            self._set_status(ExportStatus.RUNNING, "planning")
-            prepared = await workflow.execute_activity_method(
-                ExportActivities.prepare_export,
-                export,
-                start_to_close_timeout=SHORT,
-                retry_policy=RETRY,
-            )
-            state.strategy = prepared.explanation
-            state.columns = prepared.columns
-            state.object_key = prepared.object_key
-            state.filename = prepared.filename
+        state.started_at = workflow.now()
+        self._set_status(ExportStatus.RUNNING, "planning")
+        prepared = await workflow.execute_activity_method(
+            ExportActivities.prepare_export,
+            export,
+            start_to_close_timeout=self._policy.query_timeout,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry_policy(self._policy),
+        )
+        state.strategy = prepared.explanation
+        state.columns = prepared.columns
+        state.object_key = prepared.object_key
+        state.filename = prepared.filename
+
+    async def _start_upload(self, export: ExportInput) -> None:
+        state = self._state
         assert state.object_key is not None
         assert state.filename is not None
-        if state.upload_id is None:
-            state.upload_id = await workflow.execute_activity_method(
-                ExportActivities.start_upload,
-                UploadTarget(export=export, object_key=state.object_key, filename=state.filename),
-                start_to_close_timeout=SHORT,
-                retry_policy=RETRY,
-            )
-        while state.status == ExportStatus.RUNNING:
-            if workflow.info().is_continue_as_new_suggested():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(export.model_copy(update={"resume": state}))
-            self._details(f"part {state.next_part_number}")
-            result = await workflow.execute_activity_method(
-                ExportActivities.upload_next_part,
-                PartRequest(
-                    export=export,
-                    object_key=state.object_key,
-                    upload_id=state.upload_id,
-                    columns=state.columns,
-                    cursor=state.cursor,
-                    part_number=state.next_part_number,
-                    rows_so_far=state.rows,
-                    bytes_so_far=state.bytes,
-                    format_state=state.format_state,
-                ),
-                start_to_close_timeout=PART_TIMEOUT,
-                heartbeat_timeout=PART_HEARTBEAT,
-                retry_policy=RETRY,
-                # On cancellation the workflow does not wait for this part (TRY_CANCEL): the abort
-                # that follows repeats until ListParts shows nothing, so a part landing late is
-                # removed too, and one uploaded after the abort is refused with NoSuchUpload.
-            )
-            state.cursor = result.cursor
-            state.rows += result.rows
-            state.bytes += result.bytes
-            state.format_state = result.format_state
-            for kind, count in result.warnings.items():
-                state.warnings[kind] = state.warnings.get(kind, 0) + count
-            state.parts_done = result.part_number
-            state.next_part_number = result.part_number + 1
-            if result.exhausted:
-                self._set_status(ExportStatus.COMPLETING, "completing the upload")
-        await workflow.execute_activity_method(
-            ExportActivities.complete_upload,
-            CompleteRequest(
-                object_key=state.object_key, upload_id=state.upload_id, parts=state.parts_done
-            ),
+        self._upload_started = True
+        state.upload_id = await workflow.execute_activity_method(
+            ExportActivities.start_upload,
+            UploadTarget(export=export, object_key=state.object_key, filename=state.filename),
             start_to_close_timeout=SHORT,
-            retry_policy=RETRY,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry_policy(self._policy),
+            # On cancellation, wait until the start has really stopped: the abort that follows
+            # then finds any upload it created under the key.
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
-        state.finished_at = workflow.now()
-        self._set_status(ExportStatus.COMPLETED, f"{state.rows} rows, {state.bytes} bytes")
+
+    def _continue_as_new_if_suggested(self, export: ExportInput) -> None:
+        if not workflow.info().is_continue_as_new_suggested():
+            return
+        state = self._state
+        # The columns are in the request already when it named them: do not carry them twice.
+        same = state.columns == export.request.columns
+        resume = state.model_copy(update={"columns": None}) if same else state
+        workflow.continue_as_new(export.model_copy(update={"resume": resume}))
+
+    async def _write_next_part(self, export: ExportInput) -> None:
+        state = self._state
+        assert state.object_key is not None
+        assert state.upload_id is not None
+        self._details(f"part {state.next_part_number}")
+        result = await workflow.execute_activity_method(
+            ExportActivities.upload_next_part,
+            PartRequest(
+                export=export,
+                object_key=state.object_key,
+                upload_id=state.upload_id,
+                columns=state.columns,
+                cursor=state.cursor,
+                part_number=state.next_part_number,
+                rows_so_far=state.rows,
+                bytes_so_far=state.bytes,
+                format_state=state.format_state,
+            ),
+            start_to_close_timeout=PART_TIMEOUT + self._policy.query_timeout,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry_policy(self._policy),
+            # On cancellation the workflow does not wait for this part (TRY_CANCEL): the abort
+            # that follows repeats until ListParts shows nothing, so a part landing late is
+            # removed too, and one uploaded after the abort is refused with NoSuchUpload.
+        )
+        state.cursor = result.cursor
+        state.rows += result.rows
+        state.bytes += result.bytes
+        state.format_state = result.format_state
+        for kind, count in result.warnings.items():
+            state.warnings[kind] = state.warnings.get(kind, 0) + count
+        state.parts_done = result.part_number
+        state.next_part_number = result.part_number + 1
+        if result.exhausted:
+            self._set_status(ExportStatus.COMPLETING, "completing the upload")
+
+    async def _finish(self, export: ExportInput) -> None:
+        """Complete the upload (again, harmlessly, if an unanswered call already did) and tell
+        the owner."""
+        state = self._state
+        assert state.object_key is not None
+        assert state.upload_id is not None
+        if state.status != ExportStatus.COMPLETED:
+            await workflow.execute_activity_method(
+                ExportActivities.complete_upload,
+                CompleteRequest(
+                    object_key=state.object_key, upload_id=state.upload_id, parts=state.parts_done
+                ),
+                start_to_close_timeout=SHORT,
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=retry_policy(self._policy),
+            )
+            state.finished_at = workflow.now()
+            self._set_status(ExportStatus.COMPLETED, f"{state.rows} rows, {state.bytes} bytes")
         await self._notify(export)
+
+    def _too_late_to_stop(self) -> bool:
+        return self._state.status in (ExportStatus.COMPLETING, ExportStatus.COMPLETED)
+
+    def _time_left(self) -> float:
+        started = self._state.started_at or workflow.now()
+        elapsed = (workflow.now() - started).total_seconds()
+        return max(1.0, self._policy.export_deadline_seconds - elapsed)
+
+    # -- on failure or cancellation ------------------------------------------------------------
 
     async def _compensate(self, export: ExportInput, message: str, *, cancelled: bool) -> None:
         """Abort the upload and tell the owner. Runs even when the workflow is being cancelled."""
@@ -147,13 +237,15 @@ class ExportWorkflow:
         state.error = message
         state.finished_at = workflow.now()
         self._set_status(ExportStatus.CANCELLED if cancelled else ExportStatus.FAILED, message)
-        if state.upload_id is not None and state.object_key is not None:
+        started_unanswered = self._bounded and self._upload_started and state.upload_id is None
+        if state.object_key is not None and (state.upload_id is not None or started_unanswered):
             # The cancellation was delivered (and caught) already: this activity runs normally.
             await workflow.execute_activity_method(
                 ExportActivities.abort_upload,
                 AbortRequest(object_key=state.object_key, upload_id=state.upload_id),
                 start_to_close_timeout=SHORT,
-                retry_policy=RetryPolicy(maximum_attempts=20),
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=retry_policy(self._policy, at_least=20),
             )
         await self._notify(export)
 
@@ -168,6 +260,37 @@ class ExportWorkflow:
             bytes=state.bytes,
             error=state.error,
         )
+        if not self._bounded:
+            await self._notify_all_in_one(outcome)
+            return
+        workflow.logger.info("export %s ended %s", export.export_id, state.status.value)
+        notify = export.request.notify
+        channels: list[Channel] = ["operator_webhook", "email"]
+        if notify is not None and notify.webhook_url:
+            channels.insert(0, "request_webhook")
+        pending = [channel for channel in channels if channel not in self._notified]
+        results = await asyncio.gather(
+            *(self._notify_channel(outcome, channel) for channel in pending),
+            return_exceptions=True,
+        )
+        for channel, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                workflow.logger.warning(
+                    "could not notify export %s through %s: %s", export.export_id, channel, result
+                )
+            else:
+                self._notified.add(channel)
+
+    async def _notify_channel(self, outcome: Outcome, channel: Channel) -> None:
+        await workflow.execute_activity_method(
+            NotifyActivities.notify_channel,
+            ChannelNotice(outcome=outcome, channel=channel),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=NOTIFY_RETRY,
+        )
+
+    async def _notify_all_in_one(self, outcome: Outcome) -> None:
+        """How exports recorded before one activity per channel notified (replay only)."""
         try:
             await workflow.execute_activity_method(
                 NotifyActivities.notify,
@@ -176,7 +299,9 @@ class ExportWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2)),
             )
         except ActivityError:
-            workflow.logger.warning("could not notify the owner of export %s", export.export_id)
+            workflow.logger.warning(
+                "could not notify the owner of export %s", outcome.export.export_id
+            )
 
     def _set_status(self, status: ExportStatus, details: str) -> None:
         self._state.status = status

@@ -41,7 +41,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             client,
             task_queue=settings.temporal_task_queue,
             workflows=[ExportWorkflow, JanitorWorkflow],
-            activities=[*exports.all(), notify.notify, janitor.abort_orphaned_uploads],
+            activities=[*exports.all(), *notify.all(), janitor.abort_orphaned_uploads],
             activity_executor=pool,
             max_concurrent_activities=limit,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),

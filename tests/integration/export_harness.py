@@ -23,6 +23,7 @@ from activities.janitor_activities import JanitorActivities
 from activities.notify_activities import NotifyActivities
 from activities.s3_client import make_s3_client
 from domain.encoding import EncodingSpec, new_part_encoder
+from domain.export_policy import ExportPolicy
 from domain.models import Column, ExportInput, ExportRequest, Owner
 from domain.settings import Settings
 from scripts.seed_inspections import insert_in_batches
@@ -34,12 +35,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner(user_id="user-1", tenant="tenant-a")
 
 
-def new_export(request: ExportRequest, owner: Owner = OWNER) -> ExportInput:
+def new_export(
+    request: ExportRequest, owner: Owner = OWNER, policy: ExportPolicy | None = None
+) -> ExportInput:
+    """An export as the API starts it: the policy snapshot defaults to this process's settings."""
     return ExportInput(
         export_id=f"exp-{uuid.uuid4().hex}",
         owner=owner,
         request=request,
         requested_at=datetime.now(UTC),
+        policy=policy or ExportPolicy.of(Settings()),
     )
 
 
@@ -104,7 +109,7 @@ async def in_process_worker(
             workflows=[ExportWorkflow, JanitorWorkflow],
             activities=[
                 *ExportActivities(settings).all(),
-                NotifyActivities(settings).notify,
+                *NotifyActivities(settings).all(),
                 JanitorActivities(settings, client).abort_orphaned_uploads,
             ],
             activity_executor=pool,

@@ -12,6 +12,7 @@ import pytest
 from bson import ObjectId
 from temporalio.client import WorkflowFailureError
 
+from domain.export_policy import ExportPolicy
 from domain.models import Column, ExportInput, ExportRequest, ExportStatus
 from domain.settings import Settings
 from tests.integration import export_harness as h
@@ -140,7 +141,7 @@ async def test_an_exceeded_max_time_ms_fails_clearly_and_leaves_no_upload(
         format="jsonl",
         pipeline=[{"$sort": {"name": -1, "score": 1}}],
     )
-    export = h.new_export(request)
+    export = h.new_export(request, policy=ExportPolicy.of(slow))
     async with h.in_process_worker(slow) as client:
         handle = await h.start(client, slow, export)
         with pytest.raises(WorkflowFailureError) as failure:
