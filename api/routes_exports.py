@@ -169,6 +169,13 @@ async def cancel_export(
     already_ended = ApiError(409, "already_finished", f"export {export_id!r} already ended")
     if not export.is_running or status.is_terminal:  # terminal while it compensates
         raise already_ended
+    if status == ExportStatus.COMPLETING:
+        raise ApiError(
+            409,
+            "completing",
+            f"export {export_id!r} has written every row and is completing its file; it can no "
+            "longer be cancelled (delete the file once it is COMPLETED if it is not wanted)",
+        )
     try:
         await export.handle.cancel()
     except RPCError as exc:

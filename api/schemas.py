@@ -111,6 +111,10 @@ class ExportView(_Response):
     finished_at: datetime | None = None
     rows_per_second: float | None = None
     error: str | None = None
+    warnings: dict[str, int] = Field(
+        default_factory=dict,
+        description="Counts of values changed to fit the format, e.g. `invalid_utf8_replaced`.",
+    )
     download_url: str | None = Field(
         default=None, description="A presigned GET link, only when the export is COMPLETED."
     )

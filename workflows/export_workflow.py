@@ -86,13 +86,17 @@ class ExportWorkflow:
                 self._state.columns = export.request.columns  # not repeated in `resume`
         try:
             if self._bounded:
-                await asyncio.wait_for(self._export_all(export), timeout=self._time_left())
+                await asyncio.wait_for(self._export_all(export), timeout=max(1, self._time_left()))
             else:
                 await self._export_all(export)
         except (Exception, asyncio.CancelledError) as exc:
             # ContinueAsNewError is a BaseException and passes through untouched.
-            cancelled = is_cancelled_exception(exc)
-            timed_out = isinstance(exc, TimeoutError)
+            # At the deadline `wait_for` cancels the export: what surfaces is a TimeoutError, or
+            # the cancelled activity's error.
+            timed_out = isinstance(exc, TimeoutError) or (
+                self._bounded and is_cancelled_exception(exc) and self._time_left() <= 0
+            )
+            cancelled = not timed_out and is_cancelled_exception(exc)
             if (cancelled or timed_out) and self._bounded and self._too_late_to_stop():
                 # The file is complete or being completed: finishing beats leaving it behind.
                 await self._finish(export)
@@ -153,8 +157,16 @@ class ExportWorkflow:
             retry_policy=retry_policy(self._policy),
             # On cancellation, wait until the start has really stopped: the abort that follows
             # then finds any upload it created under the key.
-            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            cancellation_type=(
+                ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if self._bounded
+                else ActivityCancellationType.TRY_CANCEL
+            ),
         )
+        task = asyncio.current_task()
+        if self._bounded and task is not None and task.cancelling():
+            # The start finished despite the cancellation, which it thereby swallowed.
+            raise asyncio.CancelledError("cancelled while the upload started")
 
     def _continue_as_new_if_suggested(self, export: ExportInput) -> None:
         if not workflow.info().is_continue_as_new_suggested():
@@ -225,9 +237,10 @@ class ExportWorkflow:
         return self._state.status in (ExportStatus.COMPLETING, ExportStatus.COMPLETED)
 
     def _time_left(self) -> float:
+        """Seconds until the export's deadline (negative once it has passed)."""
         started = self._state.started_at or workflow.now()
         elapsed = (workflow.now() - started).total_seconds()
-        return max(1.0, self._policy.export_deadline_seconds - elapsed)
+        return self._policy.export_deadline_seconds - elapsed
 
     # -- on failure or cancellation ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from pymongo import MongoClient
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
+from activities.decoding import CODEC_OPTIONS
 from activities.export_activities import ExportActivities, build_plan
 from activities.janitor_activities import JanitorActivities
 from activities.notify_activities import NotifyActivities
@@ -69,10 +70,11 @@ def drop(settings: Settings, collection: str) -> None:
 def reference_bytes(settings: Settings, export: ExportInput, columns: list[Column] | None) -> bytes:
     """The same pipeline run once, unchunked, and encoded in one go."""
     plan = build_plan(export, settings)
-    client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri, tz_aware=True)
-    rows = client[settings.mongodb_database][export.request.collection].aggregate(
-        plan.pipeline_for(None)
+    client: MongoClient[dict[str, Any]] = MongoClient(settings.mongodb_uri)
+    source = client[settings.mongodb_database].get_collection(
+        export.request.collection, codec_options=CODEC_OPTIONS
     )
+    rows = source.aggregate(plan.pipeline_for(None))
     encoder = new_part_encoder(
         EncodingSpec.of(export.request, hidden_fields=plan.hidden_fields), columns, first_part=True
     )
