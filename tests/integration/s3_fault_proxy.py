@@ -20,6 +20,7 @@ from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 Action = Literal["status", "delay", "drop_answer"]
+WAIT_SECONDS = 120.0
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "upgrade"}
 
 
@@ -57,6 +58,7 @@ class Rule:
     seconds: float = 0.0
     times: int | None = None
     hits: int = 0
+    hit: threading.Event = field(default_factory=threading.Event)
 
     def takes(self, request: S3Request) -> bool:
         return (self.times is None or self.hits < self.times) and self.matches(request)
@@ -80,16 +82,14 @@ class FaultProxy:
             for rule in self.rules:
                 if rule.takes(request):
                     rule.hits += 1
+                    rule.hit.set()
                     return rule
         return None
 
-    async def wait_for_hit(self, rule: Rule, timeout: float = 120.0) -> None:
+    async def wait_for_hit(self, rule: Rule) -> None:
         """Wait (without blocking the event loop an in-process worker runs on) for a match."""
-        deadline = time.monotonic() + timeout
-        while rule.hits == 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no request matched {rule}")
-            await asyncio.sleep(0.05)
+        if not await asyncio.to_thread(rule.hit.wait, WAIT_SECONDS):
+            raise TimeoutError(f"no request matched {rule}")
 
 
 def _handler(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
