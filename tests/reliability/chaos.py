@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from temporalio.service import RPCError
 from activities.s3_client import make_s3_client
 from devstack import services
 from devstack.toxiproxy import Proxy, Stream
+from domain.export_policy import ExportPolicy
 from domain.models import ExportInput, ExportRequest, ExportStatus, Owner, ProgressView
 from domain.settings import Settings
 from tests.integration import export_harness as h
@@ -211,10 +213,19 @@ async def kill_randomly(
     *,
     restart: bool = True,
 ) -> None:
-    """Until `stop`: after a random gap, SIGKILL a random live worker (then start a new one)."""
+    """Until `stop`: after a random gap, SIGKILL a random live worker (then start a new one).
+
+    Kills are spaced by progress as well as by time: after a kill, the next waits until some
+    export has finished another part, so however slow a loaded machine makes a part, the
+    exports always progress between kills (the suite proves recovery, not a livelock)."""
+    parts_at_kill = -1
     while not stop.is_set():
         if await _sleep_or_stop(rng.uniform(*gap), stop):
             return
+        while (parts := await _parts_done(client_of(), workflow_ids)) <= parts_at_kill:
+            if await _sleep_or_stop(0.5, stop):
+                return
+        parts_at_kill = parts
         alive = fleet.alive()
         if not alive:
             continue
@@ -226,6 +237,20 @@ async def kill_randomly(
         fleet.kill(victim)
         if restart:
             fleet.spawn()
+
+
+async def _parts_done(client: Client, workflow_ids: Sequence[str]) -> int:
+    """Parts finished by these exports, summed; an ended export counts as one more part.
+    -1 while a progress query cannot be answered (no worker up yet)."""
+    total = 0
+    for workflow_id in workflow_ids:
+        handle = client.get_workflow_handle_for(ExportWorkflow.run, workflow_id)
+        try:
+            progress = await handle.query(ExportWorkflow.progress, rpc_timeout=timedelta(seconds=5))
+        except Exception:
+            return -1
+        total += progress.parts + (1 if progress.status.is_terminal else 0)
+    return total
 
 
 async def sample_memory(fleet: WorkerFleet, stop: asyncio.Event, every: float = 0.25) -> None:
@@ -333,12 +358,18 @@ class ExportRun:
     started: float = field(default_factory=time.monotonic)
 
 
+FAULT_ATTEMPTS = 30
+
+
 async def start_exports(
     client: Client, settings: Settings, requests: Sequence[ExportRequest], owner: Owner
 ) -> list[ExportRun]:
     runs = []
+    # The faults here are transient by design, injected far more often than a real network
+    # fails: each activity may retry more than the default 10 times before the export fails.
+    policy = ExportPolicy.of(settings).model_copy(update={"activity_max_attempts": FAULT_ATTEMPTS})
     for request in requests:
-        export = h.new_export(request, owner)
+        export = h.new_export(request, owner, policy)
         runs.append(ExportRun(export, await h.start(client, settings, export)))
     return runs
 
