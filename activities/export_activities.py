@@ -31,6 +31,7 @@ from domain import objects
 from domain.activity_io import (
     AbortRequest,
     CompleteRequest,
+    CompleteResult,
     PartRequest,
     PartResult,
     PreparedExport,
@@ -55,6 +56,10 @@ S3Error = (ClientError, BotoCoreError)
 
 def _nothing() -> tuple[Any, ...]:
     return ()
+
+
+def _same_etag(listed: str, accepted: str) -> bool:
+    return listed.strip('"') == accepted.strip('"')
 
 
 def settings_for(export: ExportInput, settings: Settings) -> Settings:
@@ -205,7 +210,13 @@ class ExportActivities:
 
     @activity.defn
     def complete_upload(self, request: CompleteRequest) -> None:
-        """Complete with the parts S3 holds (ListParts, paged): the durable state keeps no ETags.
+        """Complete with the parts S3 lists (exports recorded before parts were fenced)."""
+        self.verify_and_complete(request.model_copy(update={"expected_etags": {}}))
+
+    @activity.defn
+    def verify_and_complete(self, request: CompleteRequest) -> CompleteResult:
+        """Check the listed parts against the ETags the workflow accepted; complete the upload
+        if they all match (and `request.complete`), else name the overwritten parts.
 
         A retry after a lost answer finds the upload gone and the object there: that succeeds.
         """
@@ -215,8 +226,9 @@ class ExportActivities:
                 try:
                     listed = self._uploads.list_parts(key, upload_id)
                 except ClientError as exc:
-                    if errors.s3_code(exc) == "NoSuchUpload" and self._uploads.object_exists(key):
-                        return  # an earlier attempt completed it
+                    gone = errors.s3_code(exc) == "NoSuchUpload"
+                    if gone and request.complete and self._uploads.object_exists(key):
+                        return CompleteResult()  # an earlier attempt completed it
                     raise
                 missing = [n for n in range(1, request.parts + 1) if n not in listed]
                 if missing:
@@ -224,9 +236,17 @@ class ExportActivities:
                         f"S3 refused to complete the upload: parts {missing} are missing"
                     )
                 etags = {n: str(listed[n]["ETag"]) for n in range(1, request.parts + 1)}
+                overwritten = [
+                    n
+                    for n, accepted in sorted(request.expected_etags.items())
+                    if n in etags and not _same_etag(etags[n], accepted)
+                ]
+                if overwritten or not request.complete:
+                    return CompleteResult(overwritten=overwritten)
                 self._uploads.complete(key, upload_id, etags)
         except S3Error as exc:
             raise errors.classify_s3(exc, action="complete the upload") from exc
+        return CompleteResult()
 
     @activity.defn
     def abort_upload(self, request: AbortRequest) -> None:
@@ -243,5 +263,6 @@ class ExportActivities:
             self.start_upload,
             self.upload_next_part,
             self.complete_upload,
+            self.verify_and_complete,
             self.abort_upload,
         ]

@@ -62,6 +62,16 @@ class CompleteRequest(_Io):
     object_key: str
     upload_id: str
     parts: int
+    expected_etags: dict[int, str] = Field(default_factory=dict)
+    """The ETags the workflow accepted for these parts: a listed part with another ETag was
+    overwritten by a late attempt, and the upload is not completed (see `CompleteResult`)."""
+    complete: bool = True
+    """False: only check the parts (before continue-as-new drops their records)."""
+
+
+class CompleteResult(_Io):
+    overwritten: list[int] = Field(default_factory=list)
+    """Parts whose listed ETag is not the accepted one; nothing was completed if any."""
 
 
 class AbortRequest(_Io):

@@ -158,6 +158,21 @@ class ExportInput(_Frozen):
     """The state a continued-as-new run picks up from; None for a new export."""
 
 
+class PartRecord(BaseModel):
+    """How a part was produced, so that it can be produced again, byte for byte, if an attempt
+    that outlived its timeout overwrites it after the workflow moved on."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    number: int
+    etag: str
+    cursor_before: str | None
+    rows_before: int
+    bytes_before: int
+    format_state_before: str | None = None
+    rows: int = 0
+
+
 class ExportState(BaseModel):
     """The durable state of one export: everything a resumed or continued-as-new run needs.
 
@@ -184,6 +199,9 @@ class ExportState(BaseModel):
     trailer indexes the whole file; None for CSV and JSON Lines."""
     warnings: dict[str, int] = Field(default_factory=dict)
     """Counts of values changed to fit the format (replaced invalid UTF-8, truncated cells…)."""
+    unverified_parts: list[PartRecord] = Field(default_factory=list)
+    """Parts written since the last check of S3's listing; checked (and cleared) before
+    continue-as-new and at completion, so they are never carried across a run."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None

@@ -26,10 +26,11 @@ with workflow.unsafe.imports_passed_through():
         CompleteRequest,
         Outcome,
         PartRequest,
+        PartResult,
         UploadTarget,
     )
     from domain.export_policy import ExportPolicy
-    from domain.models import ExportInput, ExportState, ExportStatus, ProgressView
+    from domain.models import ExportInput, ExportState, ExportStatus, PartRecord, ProgressView
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportStatus")
 OWNER_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportOwner")
@@ -42,6 +43,7 @@ that aborts every upload of its key when cancelled. Histories without it replay 
 SHORT = timedelta(minutes=2)
 PART_TIMEOUT = timedelta(minutes=30)
 HEARTBEAT = timedelta(seconds=10)  # activities heartbeat every 2 s from a side thread
+REPAIR_ROUNDS = 3
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(seconds=30),
@@ -124,7 +126,7 @@ class ExportWorkflow:
         if self._state.upload_id is None:
             await self._start_upload(export)
         while self._state.status == ExportStatus.RUNNING:
-            self._continue_as_new_if_suggested(export)
+            await self._continue_as_new_if_suggested(export)
             await self._write_next_part(export)
         await self._finish(export)
 
@@ -168,10 +170,13 @@ class ExportWorkflow:
             # The start finished despite the cancellation, which it thereby swallowed.
             raise asyncio.CancelledError("cancelled while the upload started")
 
-    def _continue_as_new_if_suggested(self, export: ExportInput) -> None:
+    async def _continue_as_new_if_suggested(self, export: ExportInput) -> None:
         if not workflow.info().is_continue_as_new_suggested():
             return
         state = self._state
+        if state.unverified_parts:
+            await self._verify_parts(export, complete=False)
+            state.unverified_parts = []
         # The columns are in the request already when it named them: do not carry them twice.
         same = state.columns == export.request.columns
         resume = state.model_copy(update={"columns": None}) if same else state
@@ -179,29 +184,16 @@ class ExportWorkflow:
 
     async def _write_next_part(self, export: ExportInput) -> None:
         state = self._state
-        assert state.object_key is not None
-        assert state.upload_id is not None
         self._details(f"part {state.next_part_number}")
-        result = await workflow.execute_activity_method(
-            ExportActivities.upload_next_part,
-            PartRequest(
-                export=export,
-                object_key=state.object_key,
-                upload_id=state.upload_id,
-                columns=state.columns,
-                cursor=state.cursor,
-                part_number=state.next_part_number,
-                rows_so_far=state.rows,
-                bytes_so_far=state.bytes,
-                format_state=state.format_state,
-            ),
-            start_to_close_timeout=PART_TIMEOUT + self._policy.query_timeout,
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=retry_policy(self._policy),
-            # On cancellation the workflow does not wait for this part (TRY_CANCEL): the abort
-            # that follows repeats until ListParts shows nothing, so a part landing late is
-            # removed too, and one uploaded after the abort is refused with NoSuchUpload.
+        record = PartRecord(
+            number=state.next_part_number,
+            etag="",
+            cursor_before=state.cursor,
+            rows_before=state.rows,
+            bytes_before=state.bytes,
+            format_state_before=state.format_state,
         )
+        result = await self._produce_part(export, record)
         state.cursor = result.cursor
         state.rows += result.rows
         state.bytes += result.bytes
@@ -210,8 +202,37 @@ class ExportWorkflow:
             state.warnings[kind] = state.warnings.get(kind, 0) + count
         state.parts_done = result.part_number
         state.next_part_number = result.part_number + 1
+        if self._bounded:
+            record = record.model_copy(update={"etag": result.etag, "rows": result.rows})
+            state.unverified_parts.append(record)
         if result.exhausted:
             self._set_status(ExportStatus.COMPLETING, "completing the upload")
+
+    async def _produce_part(self, export: ExportInput, record: PartRecord) -> PartResult:
+        """Part `record.number`, produced from where the record says it starts."""
+        state = self._state
+        assert state.object_key is not None
+        assert state.upload_id is not None
+        return await workflow.execute_activity_method(
+            ExportActivities.upload_next_part,
+            PartRequest(
+                export=export,
+                object_key=state.object_key,
+                upload_id=state.upload_id,
+                columns=state.columns,
+                cursor=record.cursor_before,
+                part_number=record.number,
+                rows_so_far=record.rows_before,
+                bytes_so_far=record.bytes_before,
+                format_state=record.format_state_before,
+            ),
+            start_to_close_timeout=PART_TIMEOUT + self._policy.query_timeout,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry_policy(self._policy),
+            # On cancellation the workflow does not wait for this part (TRY_CANCEL): the abort
+            # that follows repeats until ListParts shows nothing, so a part landing late is
+            # removed too, and one uploaded after the abort is refused with NoSuchUpload.
+        )
 
     async def _finish(self, export: ExportInput) -> None:
         """Complete the upload (again, harmlessly, if an unanswered call already did) and tell
@@ -220,18 +241,76 @@ class ExportWorkflow:
         assert state.object_key is not None
         assert state.upload_id is not None
         if state.status != ExportStatus.COMPLETED:
-            await workflow.execute_activity_method(
-                ExportActivities.complete_upload,
+            if self._bounded:
+                await self._verify_parts(export, complete=True)
+            else:
+                await workflow.execute_activity_method(
+                    ExportActivities.complete_upload,
+                    CompleteRequest(
+                        object_key=state.object_key,
+                        upload_id=state.upload_id,
+                        parts=state.parts_done,
+                    ),
+                    start_to_close_timeout=SHORT,
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=retry_policy(self._policy),
+                )
+            state.unverified_parts = []
+            state.finished_at = workflow.now()
+            self._set_status(ExportStatus.COMPLETED, f"{state.rows} rows, {state.bytes} bytes")
+        await self._notify(export)
+
+    async def _verify_parts(self, export: ExportInput, *, complete: bool) -> None:
+        """Fence the parts: S3 must hold, for each part written since the last check, the bytes
+        the workflow accepted. A part overwritten by an attempt that outlived its timeout is
+        produced again from its record; then the upload is completed (if `complete`)."""
+        state = self._state
+        assert state.object_key is not None
+        assert state.upload_id is not None
+        for _ in range(REPAIR_ROUNDS):
+            checked = await workflow.execute_activity_method(
+                ExportActivities.verify_and_complete,
                 CompleteRequest(
-                    object_key=state.object_key, upload_id=state.upload_id, parts=state.parts_done
+                    object_key=state.object_key,
+                    upload_id=state.upload_id,
+                    parts=state.parts_done,
+                    expected_etags={r.number: r.etag for r in state.unverified_parts},
+                    complete=complete,
                 ),
                 start_to_close_timeout=SHORT,
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=retry_policy(self._policy),
             )
-            state.finished_at = workflow.now()
-            self._set_status(ExportStatus.COMPLETED, f"{state.rows} rows, {state.bytes} bytes")
-        await self._notify(export)
+            if not checked.overwritten:
+                return
+            for number in checked.overwritten:
+                await self._repair(export, number)
+        raise ApplicationError(
+            f"parts kept being overwritten by attempts that outlived their timeouts after "
+            f"{REPAIR_ROUNDS} repairs",
+            type="PartOverwritten",
+            non_retryable=True,
+        )
+
+    async def _repair(self, export: ExportInput, number: int) -> None:
+        state = self._state
+        index = next(i for i, r in enumerate(state.unverified_parts) if r.number == number)
+        record = state.unverified_parts[index]
+        workflow.logger.warning(
+            "part %d was overwritten by a late attempt: writing it again", number
+        )
+        result = await self._produce_part(export, record)
+        following = state.unverified_parts[index + 1 : index + 2]
+        end = following[0].cursor_before if following else state.cursor
+        if result.rows != record.rows or result.cursor != end:
+            raise ApplicationError(
+                f"part {number} was overwritten by an attempt that outlived its timeout, and the "
+                "source changed since, so it cannot be written again with the same rows; run "
+                "the export again",
+                type="PartOverwritten",
+                non_retryable=True,
+            )
+        state.unverified_parts[index] = record.model_copy(update={"etag": result.etag})
 
     def _too_late_to_stop(self) -> bool:
         return self._state.status in (ExportStatus.COMPLETING, ExportStatus.COMPLETED)

@@ -19,6 +19,7 @@ from bson import DatetimeMS, ObjectId
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
+from activities.s3_client import make_s3_client
 from domain.export_policy import ExportPolicy
 from domain.models import Column, ExportInput, ExportRequest, ExportStatus, ProgressView
 from domain.settings import Settings
@@ -181,7 +182,7 @@ async def test_activity_timeouts_leave_room_for_the_databases_own_time_out(
     assert prepare.start_to_close_timeout.ToTimedelta() == timedelta(seconds=150)
     part = scheduled["upload_next_part"]
     assert part.start_to_close_timeout.ToTimedelta() > timedelta(milliseconds=90_000)
-    for name in ("prepare_export", "start_upload", "upload_next_part", "complete_upload"):
+    for name in ("prepare_export", "start_upload", "upload_next_part", "verify_and_complete"):
         assert scheduled[name].heartbeat_timeout.ToTimedelta() == timedelta(seconds=10), name
         assert 0 < scheduled[name].retry_policy.maximum_attempts <= policy.activity_max_attempts
 
@@ -277,3 +278,39 @@ async def test_a_worker_configured_differently_runs_the_export_as_accepted(
     body = h.fetch_object(settings, progress.object_key)
     assert body == h.reference_bytes(settings, export, None)
     assert [json.loads(line)["n"] for line in body.splitlines()] == list(range(300))
+
+
+# -- 7. late writers -------------------------------------------------------------------------
+
+
+async def test_a_part_overwritten_by_a_late_attempt_is_written_again(
+    settings: Settings, collection: str, proxy: FaultProxy
+) -> None:
+    """An attempt that outlived its timeout uploads different bytes for part 1 after the
+    workflow accepted part 1 and moved on (as a lagging secondary could make it). The fence
+    finds the foreign ETag at completion and writes part 1 again from its recorded cursor."""
+    h.seed(settings, collection, documents(9_000, pad=1500))  # about three 5 MiB parts
+    held = proxy.add(
+        Rule(lambda r: r.is_upload_part and r.query["partNumber"] == ["2"], "delay", seconds=4)
+    )
+    faulty = _through(settings, proxy).model_copy(update={"part_size_bytes": 5 * 1024 * 1024})
+    export = h.new_export(ExportRequest(collection=collection, format="jsonl"))
+    async with h.in_process_worker(faulty) as client:
+        handle = await h.start(client, faulty, export)
+        await proxy.wait_for_hit(held)  # part 1 is accepted; part 2 is on its way
+        [upload] = h.uploads_under(settings, _prefix(settings, export))
+        late_bytes = b'{"late": "writer"}\n' * (300 * 1024)  # 5.6 MiB, not the real part 1
+        make_s3_client(settings).upload_part(
+            Bucket=settings.s3_bucket,
+            Key=upload["Key"],
+            UploadId=upload["UploadId"],
+            PartNumber=1,
+            Body=late_bytes,
+        )
+        progress = await _ended(handle)
+    assert progress.status == ExportStatus.COMPLETED, progress.error
+    assert progress.parts >= 3
+    assert progress.object_key is not None
+    body = h.fetch_object(settings, progress.object_key)
+    assert b'"late"' not in body
+    assert body == h.reference_bytes(settings, export, None)
