@@ -159,9 +159,10 @@ class ExportActivities:
         target = target_part_size(
             request.bytes_so_far, request.part_number - 1, base=self._settings.part_size_bytes
         )
+        columns = request.columns if request.columns is not None else export.request.columns
         encoder = new_part_encoder(
             EncodingSpec.of(export.request, hidden_fields=plan.hidden_fields),
-            request.columns,
+            columns,
             first_part=request.part_number == 1,
             carry=request.format_state,
             offset=request.bytes_so_far,

@@ -39,6 +39,7 @@ class PartRequest(_Io):
     object_key: str
     upload_id: str
     columns: list[Column] | None
+    """The frozen columns, or None for the request's own (or, without any, whole documents)."""
     cursor: str | None
     part_number: int
     rows_so_far: int

@@ -219,7 +219,8 @@ class ExportWorkflow:
                 export=export,
                 object_key=state.object_key,
                 upload_id=state.upload_id,
-                columns=state.columns,
+                # Requested columns travel in `export` already: never twice in one payload.
+                columns=None if state.columns == export.request.columns else state.columns,
                 cursor=record.cursor_before,
                 part_number=record.number,
                 rows_so_far=record.rows_before,

@@ -11,7 +11,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from devstack import services
-from domain.models import ExportRequest, ExportStatus
+from domain.models import Column, ExportRequest, ExportStatus
 from domain.settings import Settings
 from tests.integration import export_harness as h
 from tests.integration.test_export_workflow import documents
@@ -74,3 +74,34 @@ async def test_an_export_continued_as_new_gives_the_reference_object(
     assert result.object_key is not None
     assert h.fetch_object(local, result.object_key) == h.reference_bytes(local, export, None)
     assert result.rows == 10_000
+
+
+async def test_the_largest_accepted_request_continues_as_new(
+    settings: Settings, collection: str, low_threshold_temporal: str
+) -> None:
+    """A request at the API's body limit (1,000 columns of long paths and headers, about
+    1 MB of JSON) is carried through parts and continue-as-new without any payload holding
+    it twice (Temporal refuses payloads over 2 MB)."""
+    h.seed(settings, collection, documents(3_000, pad=1500))
+    long = "x" * 470
+    columns = [Column(path="n"), Column(path="pad")] + [
+        Column(path=f"c{i:03d}{long}", header=f"h{i:03d}{long}") for i in range(998)
+    ]
+    request = ExportRequest(collection=collection, columns=columns)
+    body = request.model_dump_json()
+    assert 900_000 < len(body) <= Settings().api_max_body_bytes
+    local = settings.model_copy(
+        update={"temporal_address": low_threshold_temporal, "part_size_bytes": 5 * 1024 * 1024}
+    )
+    client = await Client.connect(low_threshold_temporal, data_converter=pydantic_data_converter)
+    export = h.new_export(request)
+    async with h.in_process_worker(local, client):
+        handle = await h.start(client, local, export)
+        first_run = handle.first_execution_run_id or handle.result_run_id
+        result = await handle.result()
+    assert result.status == ExportStatus.COMPLETED
+    first = await client.get_workflow_handle(export.export_id, run_id=first_run).describe()
+    assert first.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert result.object_key is not None
+    assert h.fetch_object(local, result.object_key) == h.reference_bytes(local, export, columns)
+    assert result.rows == 3_000
