@@ -1,7 +1,8 @@
 """Recorded histories replay through the current ExportWorkflow without non-determinism.
 
 The histories in tests/histories/ were recorded from real runs on the local Temporal server (a
-completed export and one refused at planning). A change to the workflow that would break running
+completed export and one refused at planning, by the first release; a completed export by the
+release that bounded failures, `export_completed_bounded`). A change to the workflow that would break running
 exports on deployment fails here. Record afresh only for a deliberate, versioned change.
 """
 
@@ -28,5 +29,11 @@ async def test_recorded_history_replays(path: Path) -> None:
     assert result.replay_failure is None
 
 
-def test_both_recorded_outcomes_are_present() -> None:
-    assert [p.stem for p in HISTORIES] == ["export_completed", "export_refused"]
+def test_every_recorded_version_is_present() -> None:
+    """One history per workflow version that may still be running somewhere: before and
+    after the `bounded-failures-1` patch."""
+    assert [p.stem for p in HISTORIES] == [
+        "export_completed",
+        "export_completed_bounded",
+        "export_refused",
+    ]
