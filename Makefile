@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools (skipped when up to date)
 
-services: install ## Install (cached) and start the local servers; writes .devstack/env
+services: ## Install (cached) and start the local servers; writes .devstack/env
+	@# The servers build (system Python, stdlib only) while pip fills the virtualenv.
+	@mkdir -p .devstack/logs
+	@$(PYTHON) -m devstack.installers > .devstack/logs/prebuild.log 2>&1 & prebuild=$$!; \
+	$(MAKE) --no-print-directory install || { kill $$prebuild 2>/dev/null; exit 1; }; \
+	wait $$prebuild || true
 	$(PY) -m devstack up
 
 services-stop: ## Stop the local servers (and the worker and API, if `make up` started them)

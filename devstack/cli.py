@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from devstack import installers, services
 
 
 def _up(names: list[str]) -> int:
-    # Build what is missing first, in parallel (the two Go builds dominate a first run).
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        installs = {
-            "ferretdb": installers.ferretdb_binary,
-            "s3": installers.versitygw_binary,
-            "mongo-java-server": installers.mongo_java_server_classpath,
-        }
-        builds: dict[str, Future[object]] = {
-            name: pool.submit(install) for name, install in installs.items() if name in names
-        }
-        failed = False
-        for name, future in builds.items():
-            try:
-                future.result()
-            except installers.InstallError as exc:
-                print(f"FAILED to install {name}: {exc}", file=sys.stderr)
-                failed = True
-        if failed:
-            return 1
+    failures = installers.install_all(names)
+    for failure in failures:
+        print(failure, file=sys.stderr)
+    if failures:
+        return 1
     for name in names:
         try:
             print(f"{name:18} {services.start(name)}", flush=True)

@@ -14,6 +14,8 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from devstack.paths import REPO_ROOT, cache_dir, state_dir
@@ -159,3 +161,34 @@ def mongo_java_server_classpath() -> str:
             service=service,
         )
     return f"{classes}{os.pathsep}{classpath_file.read_text().strip()}"
+
+
+BUILDS: dict[str, Callable[[], object]] = {
+    "ferretdb": ferretdb_binary,
+    "s3": versitygw_binary,
+    "mongo-java-server": mongo_java_server_classpath,
+}
+
+
+def install_all(names: list[str] | None = None) -> list[str]:
+    """Build what is missing, in parallel (the two Go builds dominate a first run); the
+    failures, each naming the service, the command and its log."""
+    wanted = [name for name in BUILDS if names is None or name in names]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {name: pool.submit(BUILDS[name]) for name in wanted}
+        failures = []
+        for name, future in futures.items():
+            try:
+                future.result()
+            except InstallError as exc:
+                failures.append(f"FAILED to install {name}: {exc}")
+    return failures
+
+
+if __name__ == "__main__":
+    # Standard library only, so `make` can build the servers with the system Python while pip
+    # fills the virtualenv: on a first run the two take about as long as each other.
+    problems = install_all()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    sys.exit(1 if problems else 0)
