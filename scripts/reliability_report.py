@@ -130,6 +130,21 @@ def _scenario_details(faults: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _failure_path_rows(paths: dict[str, Any]) -> list[str]:
+    rows = [
+        "| failure | what happened | ended | identical | uploads left | error shown |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, path in paths.items():
+        identical = {True: "yes", False: "NO", None: "-"}[path.get("identical")]
+        error = (path.get("error") or "").replace("|", "\\|")
+        rows.append(
+            f"| {name} | {path['what']} | {path['status']} | {identical} | "
+            f"{path['uploads_left']} | {error[:160] or '-'} |"
+        )
+    return rows
+
+
 def _failures(doc: dict[str, Any]) -> list[str]:
     bad = {k: v for k, v in doc["tests"].items() if v not in ("passed", "skipped")}
     if not bad:
@@ -229,6 +244,13 @@ def render(doc: dict[str, Any], ci: dict[str, Any] | None) -> str:
         "Faults by kind over all scenarios: "
         + "; ".join(f"{kind} × {n}" for kind, n in sorted(kinds.items()))
         + ".",
+        "",
+        "## Failure paths",
+        "",
+        "Each export meets one failure at the worst moment (`tests/reliability/test_failure_paths.py`"
+        ", an S3 fault proxy for request-level faults); it must end, and end as the owner expects.",
+        "",
+        *_failure_path_rows(sections.get("failure_paths", {})),
         "",
         "## Hostile input",
         "",

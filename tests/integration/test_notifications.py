@@ -374,31 +374,3 @@ async def test_a_failing_webhook_is_retried_until_delivered(
             run_settings.webhook_signing_secret, delivery.body
         )
         assert json.loads(delivery.body)["export_id"] == export_id
-
-
-async def test_a_failing_webhook_neither_blocks_nor_repeats_the_other_channels(
-    settings: Settings, collection: str, mailbox: Mailbox
-) -> None:
-    """The owner's webhook answers 500 every time; the operator's webhook and the e-mail are
-    each delivered exactly once, and the export still ends COMPLETED."""
-    with webhook_receiver(*[500] * 50) as broken, webhook_receiver() as operator:
-        run_settings = _settings(
-            settings,
-            smtp_host="127.0.0.1",
-            smtp_port=mailbox.port,
-            notify_webhook_url=operator.url,
-        )
-        request = ExportRequest(
-            collection=collection,
-            notify=Notify(webhook_url=broken.url, email="owner@example.com"),
-        )
-        _, progress = await _run(run_settings, request)
-        assert progress.status == ExportStatus.COMPLETED
-        [message] = mailbox.wait_for(1)
-        [delivered] = operator.wait_for_success()
-    assert message["To"] == "owner@example.com"
-    assert delivered.answered == 200
-    assert len(mailbox.envelopes) == 1
-    assert len(operator.deliveries) == 1
-    assert len(broken.deliveries) == 5  # its own bounded retries, then given up
-    assert all(d.answered == 500 for d in broken.deliveries)

@@ -21,14 +21,41 @@ from temporalio.client import WorkflowFailureError, WorkflowHandle
 
 from activities.s3_client import make_s3_client
 from domain.export_policy import ExportPolicy
-from domain.models import Column, ExportInput, ExportRequest, ExportStatus, ProgressView
+from domain.models import Column, ExportInput, ExportRequest, ExportStatus, Notify, ProgressView
 from domain.settings import Settings
 from tests.integration import export_harness as h
+from tests.integration import test_notifications as notifications
 from tests.integration.s3_fault_proxy import FaultProxy, Rule, fault_proxy
 from tests.integration.test_export_workflow import documents
+from tests.integration.test_notifications import Mailbox, webhook_receiver
+from tests.reliability.results import Results
 from workflows.export_workflow import ExportWorkflow
 
+pytestmark = [pytest.mark.reliability, pytest.mark.services]
+
+mailbox = notifications.mailbox  # a real SMTP server (aiosmtpd) on a free port
+
 WITHIN = 180.0  # seconds an export gets to end before the test says it never would
+
+
+def _record(
+    results: Results,
+    name: str,
+    what: str,
+    settings: Settings,
+    export: ExportInput,
+    progress: ProgressView,
+    *,
+    identical: bool | None = None,
+) -> None:
+    """What the owner saw, for RELIABILITY.md's table of failure paths."""
+    results.section("failure_paths")[name] = {
+        "what": what,
+        "status": progress.status.value,
+        "error": progress.error,
+        "identical": identical,
+        "uploads_left": len(h.uploads_under(settings, _prefix(settings, export))),
+    }
 
 
 @pytest.fixture
@@ -71,7 +98,7 @@ def _policy(settings: Settings, **update: Any) -> ExportPolicy:
 
 
 async def test_an_unreachable_database_fails_the_export_after_bounded_attempts(
-    settings: Settings, collection: str
+    settings: Settings, collection: str, results: Results
 ) -> None:
     """A transient driver error (ServerSelectionTimeoutError) used to become its own cause and
     stall the export in Temporal's failure converter; now it is retried a bounded number of
@@ -84,13 +111,21 @@ async def test_an_unreachable_database_fails_the_export_after_bounded_attempts(
     export = h.new_export(request, policy=_policy(settings, activity_max_attempts=2))
     async with h.in_process_worker(unreachable) as client:
         progress = await _ended(await h.start(client, unreachable, export))
+    _record(
+        results,
+        "unreachable_database",
+        "MongoDB unreachable (ServerSelectionTimeoutError on every attempt), 2 attempts allowed",
+        settings,
+        export,
+        progress,
+    )
     assert progress.status == ExportStatus.FAILED
     assert "the database could not be reached" in (progress.error or "")
     assert h.uploads_under(settings, _prefix(settings, export)) == []
 
 
 async def test_s3_answering_500_to_every_part_fails_after_bounded_attempts(
-    settings: Settings, collection: str, proxy: FaultProxy
+    settings: Settings, collection: str, proxy: FaultProxy, results: Results
 ) -> None:
     h.seed(settings, collection, documents(50))
     proxy.add(Rule(lambda r: r.is_upload_part, "status", status=500, code="InternalError"))
@@ -101,6 +136,14 @@ async def test_s3_answering_500_to_every_part_fails_after_bounded_attempts(
     )
     async with h.in_process_worker(faulty) as client:
         progress = await _ended(await h.start(client, faulty, export))
+    _record(
+        results,
+        "permanent_s3_500",
+        "S3 answers 500 InternalError to every UploadPart, 3 attempts allowed",
+        settings,
+        export,
+        progress,
+    )
     assert progress.status == ExportStatus.FAILED
     assert progress.error is not None
     assert "S3 failed to store part 1: InternalError" in progress.error
@@ -108,7 +151,7 @@ async def test_s3_answering_500_to_every_part_fails_after_bounded_attempts(
 
 
 async def test_an_export_past_its_deadline_fails_and_aborts_its_upload(
-    settings: Settings, collection: str, proxy: FaultProxy
+    settings: Settings, collection: str, proxy: FaultProxy, results: Results
 ) -> None:
     h.seed(settings, collection, documents(50))
     held = proxy.add(Rule(lambda r: r.is_upload_part, "delay", seconds=8, times=1))
@@ -119,6 +162,14 @@ async def test_an_export_past_its_deadline_fails_and_aborts_its_upload(
     )
     async with h.in_process_worker(faulty) as client:
         progress = await _ended(await h.start(client, faulty, export))
+    _record(
+        results,
+        "deadline",
+        "EXPORT_DEADLINE_SECONDS=4 while S3 holds part 1 for 8 s",
+        settings,
+        export,
+        progress,
+    )
     assert held.hits == 1
     assert progress.status == ExportStatus.FAILED
     assert "did not finish within its deadline of 4 s" in (progress.error or "")
@@ -129,7 +180,7 @@ async def test_an_export_past_its_deadline_fails_and_aborts_its_upload(
 
 
 async def test_dates_outside_python_range_are_exported_as_extended_json(
-    settings: Settings, collection: str
+    settings: Settings, collection: str, results: Results
 ) -> None:
     """A stored date in year 10000 used to raise InvalidBSON on every attempt, forever."""
     late, early = DatetimeMS(253402300800000), DatetimeMS(-62135596800001)
@@ -145,6 +196,14 @@ async def test_dates_outside_python_range_are_exported_as_extended_json(
     export = h.new_export(request)
     async with h.in_process_worker(settings) as client:
         progress = await _ended(await h.start(client, settings, export))
+    _record(
+        results,
+        "bad_bson_dates",
+        "stored dates in years 10000 and 0 (InvalidBSON for default decoding)",
+        settings,
+        export,
+        progress,
+    )
     assert progress.status == ExportStatus.COMPLETED, progress.error
     assert progress.object_key is not None
     lines = h.fetch_object(settings, progress.object_key).decode().split("\r\n")
@@ -191,7 +250,7 @@ async def test_activity_timeouts_leave_room_for_the_databases_own_time_out(
 
 
 async def test_cancel_while_the_upload_starts_leaves_no_upload(
-    settings: Settings, collection: str, proxy: FaultProxy
+    settings: Settings, collection: str, proxy: FaultProxy, results: Results
 ) -> None:
     h.seed(settings, collection, documents(50))
     held = proxy.add(Rule(lambda r: r.is_create_upload, "delay", seconds=3, times=1))
@@ -202,12 +261,20 @@ async def test_cancel_while_the_upload_starts_leaves_no_upload(
         await proxy.wait_for_hit(held)
         await handle.cancel()
         progress = await _ended(handle)
+    _record(
+        results,
+        "cancel_during_start",
+        "cancelled while CreateMultipartUpload is held for 3 s",
+        settings,
+        export,
+        progress,
+    )
     assert progress.status == ExportStatus.CANCELLED
     assert h.uploads_under(settings, _prefix(settings, export)) == []
 
 
 async def test_cancel_while_completing_finishes_the_file_and_leaves_no_upload(
-    settings: Settings, collection: str, proxy: FaultProxy
+    settings: Settings, collection: str, proxy: FaultProxy, results: Results
 ) -> None:
     """Once every row is written the file is finished rather than half removed (the API
     answers such a cancel with 409 `completing`)."""
@@ -220,6 +287,17 @@ async def test_cancel_while_completing_finishes_the_file_and_leaves_no_upload(
         await proxy.wait_for_hit(held)
         await handle.cancel()
         progress = await _ended(handle)
+    _record(
+        results,
+        "cancel_during_completion",
+        "cancelled while CompleteMultipartUpload is held for 3 s",
+        settings,
+        export,
+        progress,
+        identical=progress.object_key is not None
+        and h.fetch_object(settings, progress.object_key)
+        == h.reference_bytes(settings, export, None),
+    )
     assert progress.status == ExportStatus.COMPLETED
     assert progress.object_key is not None
     assert h.fetch_object(settings, progress.object_key) == h.reference_bytes(
@@ -232,7 +310,7 @@ async def test_cancel_while_completing_finishes_the_file_and_leaves_no_upload(
 
 
 async def test_a_lost_complete_answer_and_a_failing_head_still_complete(
-    settings: Settings, collection: str, proxy: FaultProxy
+    settings: Settings, collection: str, proxy: FaultProxy, results: Results
 ) -> None:
     """S3 completes the object but the answer is lost; the retry finds NoSuchUpload, and the
     HEAD that checks for the object fails once with 503: neither may fail the export."""
@@ -247,6 +325,17 @@ async def test_a_lost_complete_answer_and_a_failing_head_still_complete(
     export = h.new_export(ExportRequest(collection=collection, format="jsonl"))
     async with h.in_process_worker(faulty) as client:
         progress = await _ended(await h.start(client, faulty, export))
+    _record(
+        results,
+        "lost_complete_answer",
+        "every CompleteMultipartUpload answer lost, the HEAD that checks for the object answers 503 once",
+        settings,
+        export,
+        progress,
+        identical=progress.object_key is not None
+        and h.fetch_object(settings, progress.object_key)
+        == h.reference_bytes(settings, export, None),
+    )
     assert lost.hits >= 1
     assert head.hits == 1
     assert progress.status == ExportStatus.COMPLETED, progress.error
@@ -261,7 +350,7 @@ async def test_a_lost_complete_answer_and_a_failing_head_still_complete(
 
 
 async def test_a_worker_configured_differently_runs_the_export_as_accepted(
-    settings: Settings, collection: str
+    settings: Settings, collection: str, results: Results
 ) -> None:
     """The API accepted the export under one policy; a worker whose TENANT_FIELD and
     EXPORT_COLLECTIONS have since changed still reads it exactly as accepted."""
@@ -272,6 +361,17 @@ async def test_a_worker_configured_differently_runs_the_export_as_accepted(
     )
     async with h.in_process_worker(drifted) as client:
         progress = await _ended(await h.start(client, drifted, export))
+    _record(
+        results,
+        "configuration_drift",
+        "the worker's TENANT_FIELD and EXPORT_COLLECTIONS differ from the API's when the export was accepted",
+        settings,
+        export,
+        progress,
+        identical=progress.object_key is not None
+        and h.fetch_object(settings, progress.object_key)
+        == h.reference_bytes(settings, export, None),
+    )
     assert progress.status == ExportStatus.COMPLETED, progress.error
     assert progress.rows == 300
     assert progress.object_key is not None
@@ -284,7 +384,7 @@ async def test_a_worker_configured_differently_runs_the_export_as_accepted(
 
 
 async def test_a_part_overwritten_by_a_late_attempt_is_written_again(
-    settings: Settings, collection: str, proxy: FaultProxy
+    settings: Settings, collection: str, proxy: FaultProxy, results: Results
 ) -> None:
     """An attempt that outlived its timeout uploads different bytes for part 1 after the
     workflow accepted part 1 and moved on (as a lagging secondary could make it). The fence
@@ -308,9 +408,68 @@ async def test_a_part_overwritten_by_a_late_attempt_is_written_again(
             Body=late_bytes,
         )
         progress = await _ended(handle)
+    _record(
+        results,
+        "late_writer",
+        "a late attempt overwrites part 1 with other bytes after the workflow accepted it",
+        settings,
+        export,
+        progress,
+        identical=progress.object_key is not None
+        and h.fetch_object(settings, progress.object_key)
+        == h.reference_bytes(settings, export, None),
+    )
     assert progress.status == ExportStatus.COMPLETED, progress.error
     assert progress.parts >= 3
     assert progress.object_key is not None
     body = h.fetch_object(settings, progress.object_key)
     assert b'"late"' not in body
     assert body == h.reference_bytes(settings, export, None)
+
+
+# -- 8. one activity per notification channel ------------------------------------------------
+
+
+async def test_a_failing_webhook_neither_blocks_nor_repeats_the_other_channels(
+    settings: Settings, collection: str, mailbox: Mailbox, results: Results
+) -> None:
+    """The owner's webhook answers 500 every time; the operator's webhook and the e-mail are
+    each delivered exactly once, and the export still ends COMPLETED."""
+    h.seed(settings, collection, documents(3))
+    with webhook_receiver(*[500] * 50) as broken, webhook_receiver() as operator:
+        run_settings = settings.model_copy(
+            update={
+                "smtp_host": "127.0.0.1",
+                "smtp_port": mailbox.port,
+                "notify_webhook_url": operator.url,
+            }
+        )
+        request = ExportRequest(
+            collection=collection,
+            notify=Notify(webhook_url=broken.url, email="owner@example.com"),
+        )
+        export = h.new_export(request)
+        async with h.in_process_worker(run_settings) as client:
+            progress = await _ended(await h.start(client, run_settings, export))
+        [message] = mailbox.wait_for(1)
+        [delivered] = operator.wait_for_success()
+    _record(
+        results,
+        "failing_webhook_beside_email",
+        "the owner's webhook answers 500 every time, beside a working e-mail and operator webhook",
+        settings,
+        export,
+        progress,
+    )
+    results.section("failure_paths")["failing_webhook_beside_email"]["deliveries"] = {
+        "email": len(mailbox.envelopes),
+        "operator_webhook": len(operator.deliveries),
+        "failing_webhook_attempts": len(broken.deliveries),
+    }
+    assert progress.status == ExportStatus.COMPLETED
+    assert message["To"] == "owner@example.com"
+    assert delivered.answered == 200
+    assert len(mailbox.envelopes) == 1
+    assert len(operator.deliveries) == 1
+    assert len(broken.deliveries) == 5  # its own bounded retries, then given up
+    assert all(d.answered == 500 for d in broken.deliveries)
