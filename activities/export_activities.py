@@ -22,6 +22,7 @@ from activities import errors
 from activities.chunk_reader import read_rows
 from activities.heartbeat import heartbeating
 from activities.mongo_source import source_collection
+from activities.parquet_footer import FooterPieces, finish_part
 from activities.s3_client import make_s3_client
 from domain import objects
 from domain.activity_io import (
@@ -190,7 +191,8 @@ class ExportActivities:
                         break
             finally:
                 stream.close()
-        body = encoder.finish(last=exhausted)
+        pieces = FooterPieces(self._s3, self._settings.s3_bucket, request.object_key)
+        body = finish_part(encoder, last=exhausted, part_number=request.part_number, pieces=pieces)
         cursor = request.cursor if last_cursor is None else cursor_to_json(last_cursor)
         if len(body) > MAX_PART_SIZE:
             raise errors.storage_refused(
@@ -277,6 +279,7 @@ class ExportActivities:
             )
         except ClientError as exc:
             raise errors.classify_s3(exc, action="complete the upload") from exc
+        FooterPieces(self._s3, bucket, request.object_key).delete_all()
 
     def _object_exists(self, key: str) -> bool:
         try:
@@ -303,6 +306,7 @@ class ExportActivities:
                 )
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "NoSuchUpload":
+                    FooterPieces(self._s3, bucket, request.object_key).delete_all()
                     return
                 raise
         raise RuntimeError(f"upload {request.upload_id} still lists parts after 10 aborts")

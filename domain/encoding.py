@@ -125,6 +125,10 @@ def new_part_encoder(
         return CsvPartEncoder(spec, columns, first_part=first_part)
     if spec.format == "jsonl":
         return JsonlPartEncoder(spec, columns)
+    if spec.format == "parquet":
+        from domain.formats.parquet import ParquetPartEncoder  # pyarrow loads only when asked
+
+        return ParquetPartEncoder(spec, columns, first_part=first_part, carry=carry, offset=offset)
     raise ValueError(f"unknown export format {spec.format!r}")
 
 
