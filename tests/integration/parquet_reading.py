@@ -22,7 +22,9 @@ def read_three_ways(body: bytes, tmp_path: Path) -> list[list[dict[str, Any]]]:
     path = tmp_path / "export.parquet"
     path.write_bytes(body)
     by_pyarrow = pq.read_table(io.BytesIO(body)).to_pylist()
-    by_duckdb = duckdb.sql(f"SELECT * FROM read_parquet('{path}')").to_arrow_table().to_pylist()
+    relation = duckdb.sql(f"SELECT * FROM read_parquet('{path}')")
+    assert relation is not None
+    by_duckdb = relation.to_arrow_table().to_pylist()
     by_polars = polars.read_parquet(path).to_dicts()
     return [by_pyarrow, by_duckdb, by_polars]
 
