@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from pymongo.collection import Collection
@@ -21,7 +21,8 @@ def read_rows(
 ) -> Generator[tuple[dict[str, Any], tuple[Any, ...]], None, None]:
     """Yield `(row, cursor_of(row))` for every row after `cursor`, in the plan's order.
 
-    Rows come with the plan's hidden fields already stripped; the cursor is taken before that.
+    Rows come as the pipeline returns them, the plan's hidden fields included: the encoders
+    leave those out (`EncodingSpec.hidden_fields`), nothing else strips them.
     The server cursor is closed as soon as the caller stops (close the generator, or let it be
     collected): use `contextlib.closing(read_rows(...))` when stopping early. `rows_before` is
     the number of rows earlier parts exported, so a trailing user `$limit` (`plan.row_limit`)
@@ -34,12 +35,8 @@ def read_rows(
     pipeline = plan.pipeline_for(cursor)
     with collection.aggregate(pipeline, maxTimeMS=max_time_ms, batchSize=batch_size) as rows:
         for row in rows:
-            yield _stripped(plan, row), plan.cursor_of(row)
+            yield row, plan.cursor_of(row)
             if remaining is not None:
                 remaining -= 1
                 if remaining == 0:
                     return
-
-
-def _stripped(plan: ChunkPlan, row: Mapping[str, Any]) -> dict[str, Any]:
-    return plan.strip_hidden(row) if plan.hidden_fields else dict(row)

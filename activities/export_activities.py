@@ -68,7 +68,7 @@ class ExportActivities:
     def _rows(
         self, export: ExportInput, plan: ChunkPlan, cursor: str | None, *, rows_before: int = 0
     ) -> Generator[tuple[dict[str, Any], tuple[Any, ...]], None, None]:
-        """Rows after `cursor` (hidden fields stripped) with their cursors, up to the row limit."""
+        """Rows after `cursor` (hidden fields included) with their cursors, up to the row limit."""
         collection = source_collection(self._settings, export.request.collection)
         try:
             yield from read_rows(
@@ -94,7 +94,7 @@ class ExportActivities:
         if columns is None and export.request.format == "csv":
             with contextlib.closing(self._rows(export, plan, None)) as rows:
                 sample = [row for row, _ in itertools.islice(rows, COLUMN_SAMPLE_SIZE)]
-            columns = freeze_columns(sample)
+            columns = freeze_columns(sample, plan.hidden_fields)
         filename = objects.download_filename(export.request, export.export_id)
         key = objects.object_key(
             self._settings.export_prefix, export.owner.tenant, export.export_id, filename

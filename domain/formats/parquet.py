@@ -238,5 +238,6 @@ class ParquetPartEncoder:
         if not self._batches:
             return
         table = pa.Table.from_batches(self._batches, schema=self._schema)
-        self._open_writer().write_table(table, row_group_size=table.num_rows)
         self._batches, self._batch_bytes, self._batch_rows = [], 0, 0
+        if table.num_rows:  # documents without any field: Arrow has no rows to hold them
+            self._open_writer().write_table(table, row_group_size=table.num_rows)
