@@ -26,6 +26,7 @@ import decimal
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Final
 
 import pyarrow as pa
@@ -40,19 +41,24 @@ _UUID_SUBTYPE: Final = 4
 _ARROW_ERRORS: Final = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
 
 
+_PLAIN: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None), bytes, datetime})
+
+
 def plain(value: Any) -> Any:
     """A Python value pyarrow understands, for a value inside a document or an array."""
     cls = type(value)
-    if cls in (str, int, float, bool, type(None), bytes):
+    if cls in _PLAIN:
         return value
+    if cls is dict:
+        return {k: v if type(v) in _PLAIN else plain(v) for k, v in value.items()}
+    if cls is list:
+        return [v if type(v) in _PLAIN else plain(v) for v in value]
     if cls is Int64:
         return int(value)
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
-    if cls is datetime:
-        return value
     if cls is ObjectId:
         return str(value)
     if cls is Decimal128:
@@ -145,6 +151,14 @@ class _NotFitting:
 _NOT_FITTING: Final = _NotFitting()
 
 
+_CONTAINERS: Final = (dict, list)
+
+
+@lru_cache(maxsize=256)
+def _field_types(kind: pa.StructType) -> dict[str, pa.DataType]:
+    return {kind.field(i).name: kind.field(i).type for i in range(kind.num_fields)}
+
+
 def _fits(value: Any, kind: pa.DataType) -> bool:
     """Whether a converted nested value keeps all its fields in `kind` (pyarrow would silently
     drop a field the struct type does not have)."""
@@ -153,15 +167,40 @@ def _fits(value: Any, kind: pa.DataType) -> bool:
     if pa.types.is_struct(kind):
         if not isinstance(value, dict):
             return False
-        names = {kind.field(i).name: kind.field(i).type for i in range(kind.num_fields)}
-        return all(k in names and _fits(v, names[k]) for k, v in value.items())
+        names = _field_types(kind)
+        if not names.keys() >= value.keys():
+            return False
+        return all(_fits(v, names[k]) for k, v in value.items() if type(v) in _CONTAINERS)
     if pa.types.is_list(kind):
-        return isinstance(value, list) and all(_fits(v, kind.value_type) for v in value)
-    return True
+        if type(value) is not list:
+            return False
+        child = kind.value_type
+        return all(_fits(v, child) for v in value if type(v) in _CONTAINERS)
+    return True  # a scalar type: pyarrow itself refuses a value it cannot hold
+
+
+def _direct(kind: pa.DataType) -> frozenset[type]:
+    """The Python types pyarrow converts to `kind` exactly as `_scalar` would, without help."""
+    if pa.types.is_string(kind):
+        return frozenset({str, type(None)})
+    if pa.types.is_int64(kind):
+        return frozenset({int, type(None)})
+    if pa.types.is_float64(kind):
+        return frozenset({float, int, type(None)})
+    if pa.types.is_boolean(kind):
+        return frozenset({bool, type(None)})
+    if pa.types.is_timestamp(kind):
+        return frozenset({datetime, type(None)})
+    return frozenset()
 
 
 def to_array(values: list[Any], kind: pa.DataType) -> tuple[pa.Array, int]:
     """The column as an Arrow array of `kind`, and how many values it could not hold (nulls)."""
+    if set(map(type, values)) <= _direct(kind):  # the common case: one C-level conversion
+        try:
+            return pa.array(values, type=kind), 0
+        except _ARROW_ERRORS:
+            pass  # an int beyond int64, say: value by value below
     converted = [_scalar(v, kind) for v in values]
     dropped = 0
     nested = pa.types.is_struct(kind) or pa.types.is_list(kind)
