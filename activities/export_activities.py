@@ -10,7 +10,7 @@ import base64
 import contextlib
 import hashlib
 import itertools
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -66,8 +66,14 @@ class ExportActivities:
     # -- reading -------------------------------------------------------------------------------
 
     def _rows(
-        self, export: ExportInput, plan: ChunkPlan, cursor: str | None, *, rows_before: int = 0
-    ) -> Generator[tuple[dict[str, Any], tuple[Any, ...]], None, None]:
+        self,
+        export: ExportInput,
+        plan: ChunkPlan,
+        cursor: str | None,
+        *,
+        rows_before: int = 0,
+        raw: bool = False,
+    ) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
         """Rows after `cursor` (hidden fields included) with their cursors, up to the row limit."""
         collection = source_collection(self._settings, export.request.collection)
         try:
@@ -78,6 +84,7 @@ class ExportActivities:
                 max_time_ms=self._settings.mongodb_max_time_ms,
                 batch_size=self._settings.mongodb_batch_size,
                 rows_before=rows_before,
+                raw=raw,
             )
         except PyMongoError as exc:
             raise errors.classify_mongo(
@@ -170,15 +177,20 @@ class ExportActivities:
         target = target_part_size(
             request.bytes_so_far, request.part_number - 1, base=self._settings.part_size_bytes
         )
+        spec = EncodingSpec.of(
+            export.request, hidden_fields=plan.hidden_fields, engine=self._settings.csv_engine
+        )
         encoder = new_part_encoder(
-            EncodingSpec.of(export.request, hidden_fields=plan.hidden_fields),
+            spec,
             request.columns,
             first_part=request.part_number == 1,
             carry=request.format_state,
             offset=request.bytes_so_far,
         )
         rows, last_cursor, exhausted = 0, None, True
-        stream = self._rows(export, plan, request.cursor, rows_before=request.rows_so_far)
+        stream = self._rows(
+            export, plan, request.cursor, rows_before=request.rows_so_far, raw=spec.reads_raw_rows
+        )
         with heartbeating(lambda: (request.part_number, rows)):
             try:
                 for row, row_cursor in stream:

@@ -17,7 +17,7 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import cache
@@ -173,7 +173,7 @@ def read_all(collection: Collection[Doc], plan: ChunkPlan) -> list[Doc]:
     return [visible(plan, row) for row, _ in stream]
 
 
-def visible(plan: ChunkPlan, row: Doc) -> Doc:
+def visible(plan: ChunkPlan, row: Mapping[str, Any]) -> Doc:
     """The row without the plan's hidden fields, as every encoder leaves them out."""
     return dict(strip_paths(row, paths_to_strip(None, plan.hidden_fields)))
 
