@@ -73,8 +73,19 @@ class EncodingSpec:
 
     @property
     def reads_raw_rows(self) -> bool:
-        """Whether the encoder wants rows as `RawBSONDocument` (the Arrow CSV engine)."""
-        return self.engine == "arrow" and self.format == "csv"
+        """Whether the encoder wants rows as `RawBSONDocument`: the Arrow CSV engine, for CSV
+        with the options it knows (any other option, a delimiter or a time zone say, leaves the
+        part to the Python encoder)."""
+        known = EncodingSpec(
+            format="csv",
+            compression=self.compression,
+            bom=self.bom,
+            formula_guard=self.formula_guard,
+            hidden_fields=self.hidden_fields,
+            gzip_level=self.gzip_level,
+            engine="arrow",
+        )
+        return self == known
 
 
 def needs_frozen_columns(request: ExportRequest) -> bool:
@@ -136,10 +147,9 @@ def new_part_encoder(
         if columns is None:
             raise ValueError("a CSV export needs its columns (requested or frozen)")
         if spec.reads_raw_rows:
-            from domain.formats.arrow_csv import ArrowCsvPartEncoder, serves
+            from domain.formats.arrow_csv import ArrowCsvPartEncoder  # PyMongoArrow when asked
 
-            if serves(spec):
-                return ArrowCsvPartEncoder(spec, columns, first_part=first_part)
+            return ArrowCsvPartEncoder(spec, columns, first_part=first_part)
         return CsvPartEncoder(spec, columns, first_part=first_part)
     if spec.format == "jsonl":
         return JsonlPartEncoder(spec, columns)

@@ -6,11 +6,12 @@ formula guard, the csv module and the part buffer are the reference's, so the pa
 with them the part boundaries and the gzip members, are the same. A batch of raw rows
 (`RawBSONDocument`, read with the worker's codec options) is decoded into Arrow with a schema
 pinned from the first batch of the part, which the Python path encodes while noting each
-column's Python types. A column whose values Arrow cannot give back exactly, or a batch that fails
-any check below, goes through the Python path (per column, or for the whole batch):
+column's Python types. Where Arrow's values could differ from Python's, the Python path encodes
+(the whole part, or the batch that fails a check):
 
 * mixed types, documents, arrays, Decimal128, binary, columns through array indexes or above a
-  hidden path: Python, per column;
+  hidden path: such a column needs the rows decoded in Python, and then Arrow's decoding is
+  extra work, so the whole part goes through Python;
 * PyMongoArrow raises on a value of another BSON type for string, date, ObjectId and bool columns:
   that batch goes through Python;
 * its int64 and double builders convert silently (a double into an int64 column, an int or a
@@ -302,20 +303,3 @@ def _values(batch: list[Row], key: str, parts: tuple[str, ...] | None) -> list[A
         return [row.get(key) for row in batch]
     values = [value_at_parts(row, parts) for row in batch]
     return [None if value is MISSING else value for value in values]
-
-
-def serves(spec: EncodingSpec) -> bool:
-    """Whether the Arrow engine knows every option of `spec` (CSV options it does not know, say a
-    delimiter or a time zone added later, leave the part to the Python encoder)."""
-    from domain.encoding import EncodingSpec
-
-    known = EncodingSpec(
-        format="csv",
-        compression=spec.compression,
-        bom=spec.bom,
-        formula_guard=spec.formula_guard,
-        hidden_fields=spec.hidden_fields,
-        gzip_level=spec.gzip_level,
-        engine=spec.engine,
-    )
-    return spec == known
