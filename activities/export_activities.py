@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from collections.abc import Generator
+from collections.abc import Generator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -25,6 +25,7 @@ from activities.chunk_reader import read_rows
 from activities.decoding import INVALID_UTF8_WARNING, counting_replacements
 from activities.heartbeat import heartbeating
 from activities.mongo_source import source_collection
+from activities.parquet_footer import FooterPieces, finish_part
 from activities.s3_client import make_s3_client
 from activities.s3_multipart import MultipartUploads
 from domain import objects
@@ -80,14 +81,21 @@ class ExportActivities:
 
     def __init__(self, settings: Settings, s3: S3Client | None = None) -> None:
         self._settings = settings
-        self._uploads = MultipartUploads(s3 or make_s3_client(settings), settings.s3_bucket)
+        self._s3 = s3 or make_s3_client(settings)
+        self._uploads = MultipartUploads(self._s3, settings.s3_bucket)
 
     # -- reading -------------------------------------------------------------------------------
 
     def _rows(
-        self, export: ExportInput, plan: ChunkPlan, cursor: str | None, *, rows_before: int = 0
-    ) -> Generator[tuple[dict[str, Any], tuple[Any, ...]], None, None]:
-        """Rows after `cursor` (hidden fields stripped) with their cursors, up to the row limit."""
+        self,
+        export: ExportInput,
+        plan: ChunkPlan,
+        cursor: str | None,
+        *,
+        rows_before: int = 0,
+        raw: bool = False,
+    ) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
+        """Rows after `cursor` (hidden fields included) with their cursors, up to the row limit."""
         settings = settings_for(export, self._settings)
         collection = source_collection(settings, export.request.collection)
         try:
@@ -98,6 +106,7 @@ class ExportActivities:
                 max_time_ms=settings.mongodb_max_time_ms,
                 batch_size=settings.mongodb_batch_size,
                 rows_before=rows_before,
+                raw=raw,
             )
         except (PyMongoError, BSONError) as exc:
             raise errors.classify_mongo(exc, max_time_ms=settings.mongodb_max_time_ms) from exc
@@ -113,7 +122,7 @@ class ExportActivities:
             if columns is None and export.request.format == "csv":
                 with contextlib.closing(self._rows(export, plan, None)) as rows:
                     sample = [row for row, _ in itertools.islice(rows, COLUMN_SAMPLE_SIZE)]
-                columns = freeze_columns(sample)
+                columns = freeze_columns(sample, plan.hidden_fields)
         filename = objects.download_filename(export.request, export.export_id)
         key = objects.object_key(
             self._settings.export_prefix, export.owner.tenant, export.export_id, filename
@@ -160,15 +169,20 @@ class ExportActivities:
             request.bytes_so_far, request.part_number - 1, base=self._settings.part_size_bytes
         )
         columns = request.columns if request.columns is not None else export.request.columns
+        spec = EncodingSpec.of(
+            export.request, hidden_fields=plan.hidden_fields, engine=self._settings.csv_engine
+        )
         encoder = new_part_encoder(
-            EncodingSpec.of(export.request, hidden_fields=plan.hidden_fields),
+            spec,
             columns,
             first_part=request.part_number == 1,
             carry=request.format_state,
             offset=request.bytes_so_far,
         )
         rows, last_cursor, exhausted = 0, None, True
-        stream = self._rows(export, plan, request.cursor, rows_before=request.rows_so_far)
+        stream = self._rows(
+            export, plan, request.cursor, rows_before=request.rows_so_far, raw=spec.reads_raw_rows
+        )
         with heartbeating(lambda: (request.part_number, rows)), counting_replacements() as bad:
             try:
                 for row, row_cursor in stream:
@@ -181,7 +195,10 @@ class ExportActivities:
                         break
             finally:
                 stream.close()
-            body = encoder.finish(last=exhausted)
+            pieces = FooterPieces(self._s3, self._settings.s3_bucket, request.object_key)
+            body = finish_part(
+                encoder, last=exhausted, part_number=request.part_number, pieces=pieces
+            )
             cursor = request.cursor if last_cursor is None else cursor_to_json(last_cursor)
             if len(body) > MAX_PART_SIZE:
                 raise errors.storage_refused(
@@ -229,6 +246,7 @@ class ExportActivities:
                 except ClientError as exc:
                     gone = errors.s3_code(exc) == "NoSuchUpload"
                     if gone and request.complete and self._uploads.object_exists(key):
+                        self._pieces(key).delete_all()
                         return CompleteResult()  # an earlier attempt completed it
                     raise
                 missing = [n for n in range(1, request.parts + 1) if n not in listed]
@@ -245,6 +263,7 @@ class ExportActivities:
                 if overwritten or not request.complete:
                     return CompleteResult(overwritten=overwritten)
                 self._uploads.complete(key, upload_id, etags)
+                self._pieces(key).delete_all()
         except S3Error as exc:
             raise errors.classify_s3(exc, action="complete the upload") from exc
         return CompleteResult()
@@ -255,8 +274,13 @@ class ExportActivities:
         try:
             with heartbeating(_nothing):
                 self._uploads.abort(request.object_key, request.upload_id)
+                self._pieces(request.object_key).delete_all()
         except S3Error as exc:
             raise errors.classify_s3(exc, action="abort the upload") from exc
+
+    def _pieces(self, key: str) -> FooterPieces:
+        """A Parquet export's footer pieces (none for other formats)."""
+        return FooterPieces(self._s3, self._settings.s3_bucket, key)
 
     def all(self) -> list[Any]:
         return [

@@ -197,6 +197,10 @@ class ExplainResult(_Response):
     pipeline: list[dict[str, Any]] = Field(
         description="The first chunk's pipeline (tenant filter included), as relaxed Extended JSON."
     )
+    format: str | None = Field(default=None, description="The file format the export writes.")
+    content_type: str | None = Field(
+        default=None, description="The object's content type, e.g. application/vnd.apache.parquet."
+    )
 
 
 class Health(_Response):

@@ -72,7 +72,7 @@ def read_and_encode(collection: Any, plan: Any, run: ExportRun, settings: Any, c
             plan.pipeline_for(cursor_from_json(part.cursor_in)), **options
         ) as rows:
             for count, row in enumerate(rows, 1):
-                encoder.write(plan.strip_hidden(row) if plan.hidden_fields else row)
+                encoder.write(row)
                 if count == part.rows:
                     break
         total += len(encoder.finish())

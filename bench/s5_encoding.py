@@ -25,6 +25,7 @@ from bench.context import BenchContext
 from bench.data import documents
 from bench.product import owner
 from bench.report import ScenarioResult, Target, judge
+from bench.s5_formats import figures_and_outcomes, run_formats
 from bench.stats import median, ratios
 from domain.cell_format import format_cell
 from domain.chunk_planning import ChunkPlan
@@ -169,6 +170,14 @@ async def run(ctx: BenchContext) -> ScenarioResult:
         "Extended JSON, though only the part's last cursor is kept: that costs "
         f"{median(cursor_share):.2f}× the time of encoding the same rows."
     )
-    result.data = {"rows": n, "rows_per_second": rates, "ratio": ratio}
+    formats = run_formats(data["docs"], sizes.s5_reps)
+    format_figures, format_outcomes = figures_and_outcomes(formats, n)
+    result.figures += format_figures
+    result.outcomes += format_outcomes
+    result.setup.append(
+        "formats side by side (bench/s5_formats.py): each engine decodes the rows' BSON and "
+        "encodes one part, rows per CPU-second of this process"
+    )
+    result.data = {"rows": n, "rows_per_second": rates, "ratio": ratio, "formats": formats}
     result.plots.append(plots.s5(ctx.plot_path("s5"), result.data))
     return result

@@ -44,14 +44,11 @@ def create_app(settings: Settings) -> FastAPI:
         status[export_id] = "RUNNING"
         plan = plan_export(request, OWNER, settings)
         source = client[settings.mongodb_database][request.collection]
-        rows = (
-            plan.strip_hidden(row)
-            for row in source.aggregate(plan.pipeline_for(None), batchSize=1000)
-        )
+        rows = iter(source.aggregate(plan.pipeline_for(None), batchSize=1000))
         sample = list(itertools.islice(rows, 100))
         encoder = new_part_encoder(
             EncodingSpec.of(request, hidden_fields=plan.hidden_fields),
-            request.columns or freeze_columns(sample),
+            request.columns or freeze_columns(sample, plan.hidden_fields),
             first_part=True,
         )
         for row in itertools.chain(sample, rows):

@@ -108,6 +108,8 @@ def print_list(out: Console, page: JsonObject) -> None:
 
 def print_explain(out: Console, explained: JsonObject) -> None:
     out.print(f"strategy: {explained['strategy']}")
+    if explained.get("format"):
+        out.print(f"format: {explained['format']} ({explained.get('content_type')})")
     out.print(explained["explanation"])
     out.print("first chunk's pipeline:")
     print_json(out, explained["pipeline"])

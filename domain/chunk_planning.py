@@ -96,7 +96,8 @@ class ChunkPlan:
     keys: tuple[tuple[str, int], ...]
     """The total order of the rows: (field, direction) pairs; a cursor holds their values."""
     hidden_fields: frozenset[str]
-    """Fields kept for the cursor that must not reach the file."""
+    """Fields kept for the cursor that must not reach the file. The encoders leave them out
+    (`EncodingSpec.hidden_fields`, `domain.column_access`): rows are read with them."""
     row_limit: int | None
     """A trailing user `$limit`: the export ends after this many rows in all."""
     items: tuple[_Item, ...] = field(repr=False)
@@ -124,27 +125,6 @@ class ChunkPlan:
     def cursor_of(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         """The cursor after `row` (a row as the pipeline returns it, hidden fields included)."""
         return key_values(row, self.keys)
-
-    def strip_hidden(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of `row` without the hidden fields."""
-        result = dict(row)
-        for path in self.hidden_fields:
-            _remove_path(result, path.split("."))
-        return result
-
-
-def _remove_path(document: dict[str, Any], parts: list[str]) -> None:
-    head, rest = parts[0], parts[1:]
-    if head not in document:
-        return
-    if not rest:
-        del document[head]
-        return
-    child = document[head]
-    if isinstance(child, Mapping):
-        copied = dict(child)
-        _remove_path(copied, rest)
-        document[head] = copied
 
 
 # ---------------------------------------------------------------------------------------------

@@ -105,14 +105,18 @@ class CsvPartEncoder:
             batch = [strip_paths(row, self._strip) for row in batch]
         text = self._out.text
         start = text.tell()
-        get = dict.get if all(issubclass(t, dict) for t in set(map(type, batch))) else _mapping_get
-        cells = [self._column(batch, key, parts, get) for key, parts in self._plan]
+        cells = self._cells(batch)
         if cells:
             self._writer.writerows(zip(*cells, strict=True))
         self._encoded_rows += len(batch)
         chars_per_row = max(1, (text.tell() - start) // len(batch))
         self._batch_limit = max(1, min(MAX_BATCH_ROWS, BATCH_CHARS // chars_per_row))
         self._out.flush_if_full()
+
+    def _cells(self, batch: list[Row]) -> list[list[Any]]:
+        """The cells of the batch, column by column (the Arrow engine overrides this)."""
+        get = dict.get if all(issubclass(t, dict) for t in set(map(type, batch))) else _mapping_get
+        return [self._column(batch, key, parts, get) for key, parts in self._plan]
 
     def _column(
         self,

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from domain.csv_encoder import CsvPartEncoder
 from domain.flatten import freeze_columns
 from domain.jsonl_encoder import JsonlPartEncoder
 from domain.models import Column, Compression, ExportFormat, ExportRequest
 from domain.part_buffer import DEFAULT_GZIP_LEVEL
+
+Engine = Literal["python", "arrow"]
 
 __all__ = [
     "EncodingSpec",
@@ -51,9 +53,14 @@ class EncodingSpec:
     """Fields (top-level names or dotted paths) the chunk planner keeps for its cursor; they
     never appear in the output (see `domain.column_access`)."""
     gzip_level: int = DEFAULT_GZIP_LEVEL
+    engine: Engine = "python"
+    """`arrow`: CSV cells of raw BSON rows made by PyMongoArrow and Arrow compute, the same bytes
+    (`domain.formats.arrow_csv`); `python`: the reference encoder."""
 
     @classmethod
-    def of(cls, request: ExportRequest, hidden_fields: Iterable[str] = ()) -> EncodingSpec:
+    def of(
+        cls, request: ExportRequest, hidden_fields: Iterable[str] = (), engine: Engine = "python"
+    ) -> EncodingSpec:
         """The spec of a request; `hidden_fields` come from the chunk planner."""
         return cls(
             format=request.format,
@@ -61,7 +68,24 @@ class EncodingSpec:
             bom=request.csv_bom,
             formula_guard=request.formula_guard,
             hidden_fields=frozenset(hidden_fields),
+            engine=engine,
         )
+
+    @property
+    def reads_raw_rows(self) -> bool:
+        """Whether the encoder wants rows as `RawBSONDocument`: the Arrow CSV engine, for CSV
+        with the options it knows (any other option, a delimiter or a time zone say, leaves the
+        part to the Python encoder)."""
+        known = EncodingSpec(
+            format="csv",
+            compression=self.compression,
+            bom=self.bom,
+            formula_guard=self.formula_guard,
+            hidden_fields=self.hidden_fields,
+            gzip_level=self.gzip_level,
+            engine="arrow",
+        )
+        return self == known
 
 
 def needs_frozen_columns(request: ExportRequest) -> bool:
@@ -122,9 +146,17 @@ def new_part_encoder(
     if spec.format == "csv":
         if columns is None:
             raise ValueError("a CSV export needs its columns (requested or frozen)")
+        if spec.reads_raw_rows:
+            from domain.formats.arrow_csv import ArrowCsvPartEncoder  # PyMongoArrow when asked
+
+            return ArrowCsvPartEncoder(spec, columns, first_part=first_part)
         return CsvPartEncoder(spec, columns, first_part=first_part)
     if spec.format == "jsonl":
         return JsonlPartEncoder(spec, columns)
+    if spec.format == "parquet":
+        from domain.formats.parquet import ParquetPartEncoder  # pyarrow loads only when asked
+
+        return ParquetPartEncoder(spec, columns, first_part=first_part, carry=carry, offset=offset)
     raise ValueError(f"unknown export format {spec.format!r}")
 
 

@@ -13,11 +13,11 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from domain.export_policy import ExportPolicy
 
-ExportFormat = Literal["csv", "jsonl"]
+ExportFormat = Literal["csv", "jsonl", "parquet"]
 Compression = Literal["none", "gzip"]
 
 MAX_KEY_SEGMENT_BYTES = 255
@@ -103,6 +103,13 @@ class ExportRequest(_Frozen):
     """Prefix the CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8."""
     formula_guard: bool = True
     """Prefix string cells that a spreadsheet would run as a formula with a quote."""
+
+    @field_validator("compression")
+    @classmethod
+    def _parquet_compresses_itself(cls, value: Compression, info: ValidationInfo) -> Compression:
+        if value != "none" and info.data.get("format") == "parquet":
+            raise ValueError("a Parquet file compresses its columns itself (zstd): use none")
+        return value
 
     @field_validator("filename")
     @classmethod

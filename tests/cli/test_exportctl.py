@@ -151,6 +151,16 @@ async def test_explain_prints_the_strategy_and_the_first_chunk(cli: Cli, api: Ap
     assert json.loads(as_json.out)["pipeline"] == pipeline
 
 
+async def test_explain_knows_the_parquet_format(cli: Cli, api: Api) -> None:
+    args = ["explain", "--collection", "orders", "--format", "parquet"]
+    explained = await cli(*args, server=api, owner=new_owner())
+    as_json = await cli(*args, "--json", server=api, owner=new_owner())
+
+    assert explained.code == 0, explained.err
+    assert "format: parquet (application/vnd.apache.parquet)" in explained.out
+    assert json.loads(as_json.out)["format"] == "parquet"
+
+
 async def test_a_refused_pipeline_prints_the_api_error(cli: Cli, api: Api, tmp_path: Path) -> None:
     pipeline = tmp_path / "pipeline.json"
     pipeline.write_text('[{"$match": {}}, {"$out": "stolen"}]')

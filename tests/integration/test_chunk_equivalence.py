@@ -17,7 +17,7 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from functools import cache
@@ -37,6 +37,7 @@ from pymongo.errors import PyMongoError
 
 from activities.chunk_reader import read_rows
 from domain.chunk_planning import ChunkPlan, plan_chunks
+from domain.column_access import paths_to_strip, strip_paths
 from domain.extended_json import cursor_from_json, cursor_to_json
 from domain.keyset import CursorError, sort_key
 from domain.pipeline_validation import validate_pipeline
@@ -160,7 +161,7 @@ def read_in_chunks(collection: Collection[Doc], plan: ChunkPlan, size: int) -> l
         )
         with closing(stream):
             chunk = list(itertools.islice(stream, size))
-        rows.extend(row for row, _ in chunk)
+        rows.extend(visible(plan, row) for row, _ in chunk)
         if len(chunk) < size:
             return rows
         cursor = cursor_to_json(chunk[-1][1])
@@ -168,7 +169,13 @@ def read_in_chunks(collection: Collection[Doc], plan: ChunkPlan, size: int) -> l
 
 
 def read_all(collection: Collection[Doc], plan: ChunkPlan) -> list[Doc]:
-    return [row for row, _ in read_rows(collection, plan, None, max_time_ms=60_000, batch_size=500)]
+    stream = read_rows(collection, plan, None, max_time_ms=60_000, batch_size=500)
+    return [visible(plan, row) for row, _ in stream]
+
+
+def visible(plan: ChunkPlan, row: Mapping[str, Any]) -> Doc:
+    """The row without the plan's hidden fields, as every encoder leaves them out."""
+    return dict(strip_paths(row, paths_to_strip(None, plan.hidden_fields)))
 
 
 def as_bson(rows: list[Doc]) -> list[bytes]:

@@ -1,0 +1,206 @@
+"""Parquet parts: whole row groups per part, the footer assembled from per-part pieces, the
+schema pinned by the first rows and carried to the later parts."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from bson import Decimal128, Int64, ObjectId
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain import objects
+from domain.encoding import EncodingSpec, new_part_encoder
+from domain.formats.arrow_values import to_array
+from domain.formats.parquet import NOT_FITTING_WARNING, ParquetPartEncoder
+from domain.formats.thrift_compact import decode_struct, encode_struct, shift_offsets
+from domain.models import Column, ExportRequest
+from tests.unit.test_encoding import _documents
+
+SPEC = EncodingSpec(format="parquet")
+
+
+def encode_in_parts(
+    rows: list[dict[str, Any]],
+    cuts: list[int],
+    columns: list[Column] | None = None,
+    spec: EncodingSpec = SPEC,
+) -> tuple[list[bytes], dict[str, int]]:
+    """The parts of an export cut before each index in `cuts`, as the workflow drives them."""
+    bounds = [0, *sorted(set(cuts) - {0}), len(rows)]
+    parts: list[bytes] = []
+    pieces: list[bytes] = []
+    carry: str | None = None
+    warnings: dict[str, int] = {}
+    for number, (start, end) in enumerate(itertools.pairwise(bounds), 1):
+        encoder = new_part_encoder(
+            spec, columns, first_part=number == 1, carry=carry, offset=sum(map(len, parts))
+        )
+        assert isinstance(encoder, ParquetPartEncoder)
+        for row in rows[start:end]:
+            encoder.write(row)
+        last = end == len(rows)
+        body = encoder.finish_with_footer(pieces) if last else encoder.finish()
+        pieces.append(encoder.footer_piece)
+        parts.append(body)
+        carry = encoder.carry
+        for key, count in encoder.warnings.items():
+            warnings[key] = warnings.get(key, 0) + count
+        if last:
+            break
+    return parts, warnings
+
+
+def read(parts: list[bytes]) -> pa.Table:
+    return pq.read_table(io.BytesIO(b"".join(parts)))
+
+
+def test_types_are_mapped_explicitly() -> None:
+    oid = ObjectId("65a1b2c3d4e5f60718293a4b")
+    when = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    row = {
+        "s": "x",
+        "i": 5,
+        "l": Int64(2**40),
+        "f": 1.5,
+        "b": True,
+        "d": when,
+        "o": oid,
+        "dec": Decimal128("1.50"),
+        "doc": {"a": 1, "b": ["x", "y"]},
+        "arr": [{"k": 1}, {"k": 2}],
+    }
+    table = read(encode_in_parts([row], [])[0])
+    assert {f.name: str(f.type) for f in table.schema} == {
+        "s": "string",
+        "i": "int64",
+        "l": "int64",
+        "f": "double",
+        "b": "bool",
+        "d": "timestamp[ms, tz=UTC]",
+        "o": "string",
+        "dec": "decimal128(38, 2)",
+        "doc": "struct<a: int64, b: list<element: string>>",
+        "arr": "list<element: struct<k: int64>>",
+    }
+    (back,) = table.to_pylist()
+    assert back["o"] == "65a1b2c3d4e5f60718293a4b"
+    assert back["dec"] == Decimal("1.50")
+    assert back["d"] == when
+    assert back["arr"] == [{"k": 1}, {"k": 2}]
+
+
+def test_parts_hold_whole_row_groups_and_one_footer() -> None:
+    rows = [{"n": n, "s": f"row {n}"} for n in range(10_000)]
+    parts, _ = encode_in_parts(rows, [3_000, 7_000])
+    assert parts[0].startswith(b"PAR1")
+    assert not parts[1].startswith(b"PAR1")
+    assert parts[-1].endswith(b"PAR1")
+    table = read(parts)
+    assert table.column("n").to_pylist() == list(range(10_000))
+    metadata = pq.read_metadata(io.BytesIO(b"".join(parts)))
+    assert metadata.num_row_groups == 3
+    assert [metadata.row_group(i).num_rows for i in range(3)] == [3_000, 4_000, 3_000]
+
+
+def test_a_retried_part_gives_the_same_bytes() -> None:
+    rows = [{"n": n, "when": datetime(2024, 1, 1, tzinfo=UTC)} for n in range(500)]
+    assert encode_in_parts(rows, [200]) == encode_in_parts(rows, [200])
+
+
+def test_a_value_its_column_cannot_hold_is_null_and_counted() -> None:
+    rows: list[dict[str, Any]] = [
+        {"n": 1, "doc": {"a": 1}},
+        {"n": "two", "doc": {"a": 2, "new": 1}},
+        {"n": 3, "z": 1},
+    ]
+    parts, warnings = encode_in_parts(rows, [1])  # the first part's row decides the schema
+    assert read(parts).to_pylist() == [
+        {"n": 1, "doc": {"a": 1}},
+        {"n": None, "doc": None},
+        {"n": 3, "doc": None},
+    ]
+    assert warnings == {NOT_FITTING_WARNING: 3}  # "two", the unseen field "new", the field "z"
+
+
+def test_mixed_types_in_the_first_rows_make_a_string_column_of_cell_text() -> None:
+    rows: list[dict[str, Any]] = [{"v": 1}, {"v": "a"}, {"v": [1, "x"]}, {"v": None}]
+    assert read(encode_in_parts(rows, [])[0]).column("v").to_pylist() == [
+        "1",
+        "a",
+        '[1,"x"]',
+        None,
+    ]
+
+
+def test_requested_columns_and_hidden_fields() -> None:
+    spec = EncodingSpec(format="parquet", hidden_fields=frozenset({"_id", "a.h"}))
+    rows = [{"_id": 1, "a": {"b": 2, "h": 3}, "c": "x"}]
+    columns = [Column(path="a.b", header="B"), Column(path="a"), Column(path="_id")]
+    table = read(encode_in_parts(rows, [], columns, spec)[0])
+    assert table.to_pylist() == [{"B": 2, "a": {"b": 2}, "_id": None}]
+    whole = read(encode_in_parts(rows, [], None, spec)[0])
+    assert whole.to_pylist() == [{"a": {"b": 2}, "c": "x"}]
+
+
+def test_thrift_round_trip_and_shift() -> None:
+    out = io.BytesIO()
+    pq.write_table(pa.table({"a": [1, 2, 3]}), out)
+    data = out.getvalue()
+    length = int.from_bytes(data[-8:-4], "little")
+    footer = data[-8 - length : -8]
+    assert encode_struct(decode_struct(footer)) == footer
+    moved = shift_offsets(footer, 1000)
+    wrapped = b"PAR1" + moved + len(moved).to_bytes(4, "little") + b"PAR1"
+    column = pq.read_metadata(io.BytesIO(wrapped)).row_group(0).column(0)
+    original = pq.read_metadata(io.BytesIO(data)).row_group(0).column(0)
+    assert column.data_page_offset == original.data_page_offset + 1000
+
+
+def test_parquet_requests_objects_and_refusals() -> None:
+    request = ExportRequest(collection="c", format="parquet", report_id="r")
+    assert objects.content_type(request) == "application/vnd.apache.parquet"
+    assert objects.download_filename(request, "e1") == "r-e1.parquet"
+    with pytest.raises(ValueError, match="compresses its columns itself"):
+        ExportRequest(collection="c", format="parquet", compression="gzip")
+    with pytest.raises(ValueError, match="needs the schema"):
+        new_part_encoder(SPEC, None, first_part=False)
+
+
+def _rows(table: pa.Table) -> list[Any]:
+    """The table's rows, NaN spelled out (NaN never equals NaN)."""
+
+    def spelled(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: spelled(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [spelled(v) for v in value]
+        return "NaN" if isinstance(value, float) and math.isnan(value) else value
+
+    return [spelled(row) for row in table.to_pylist()]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(_documents, max_size=12), st.lists(st.integers(1, 11), max_size=3))
+def test_any_split_into_parts_holds_every_row_as_the_first_part_typed_it(
+    documents: list[dict[str, Any]], cuts: list[int]
+) -> None:
+    cuts = [c for c in cuts if c < len(documents)]
+    table = read(encode_in_parts(documents, cuts)[0])
+    first_part = documents[: min(cuts, default=len(documents))]
+    schema = read(encode_in_parts(first_part, [])[0]).schema
+    assert table.schema == schema
+    expected = pa.table(
+        {f.name: to_array([d.get(f.name) for d in documents], f.type)[0] for f in schema},
+        schema=schema,
+    )
+    if table.num_columns:  # Arrow cannot count rows of no columns (documents all `{}`)
+        assert _rows(table) == _rows(expected)
