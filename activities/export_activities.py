@@ -22,6 +22,7 @@ from activities import errors
 from activities.chunk_reader import read_rows
 from activities.heartbeat import heartbeating
 from activities.mongo_source import source_collection
+from activities.quota_enforcement import capped_columns, enforce_totals
 from activities.s3_client import make_s3_client
 from domain import objects
 from domain.activity_io import (
@@ -33,7 +34,7 @@ from domain.activity_io import (
     UploadTarget,
 )
 from domain.chunk_planning import ChunkPlan
-from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from domain.encoding import EncodingSpec, new_part_encoder
 from domain.export_plan import ExportRefused, plan_export
 from domain.extended_json import cursor_from_json, cursor_to_json
 from domain.keyset import CursorError
@@ -51,8 +52,8 @@ def build_plan(export: ExportInput, settings: Settings) -> ChunkPlan:
     """Validate and plan the export for its owner; a refusal is final (not retried)."""
     try:
         return plan_export(export.request, export.owner, settings)
-    except ExportRefused as exc:
-        raise errors.invalid_pipeline(str(exc)) from exc
+    except ExportRefused as exc:  # str(): "<path>: <reason>"
+        raise errors.invalid_pipeline(f"{exc.path}: {exc.reason}") from exc
 
 
 class ExportActivities:
@@ -93,7 +94,7 @@ class ExportActivities:
         if columns is None and export.request.format == "csv":
             with contextlib.closing(self._rows(export, plan, None)) as rows:
                 sample = [row for row, _ in itertools.islice(rows, COLUMN_SAMPLE_SIZE)]
-            columns = freeze_columns(sample)
+            columns = capped_columns(self._settings, sample)
         filename = objects.download_filename(export.request, export.export_id)
         key = objects.object_key(
             self._settings.export_prefix, export.owner.tenant, export.export_id, filename
@@ -191,6 +192,7 @@ class ExportActivities:
             finally:
                 stream.close()
         body = encoder.finish(last=exhausted)
+        enforce_totals(self._settings, request.rows_so_far + rows, request.bytes_so_far + len(body))
         cursor = request.cursor if last_cursor is None else cursor_to_json(last_cursor)
         if len(body) > MAX_PART_SIZE:
             raise errors.storage_refused(

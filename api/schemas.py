@@ -13,6 +13,7 @@ from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.models import ExportStatus
+from domain.quotas import ExportQuotas
 
 EXPORT_ID_EXAMPLE = "exp_3f9c1d2e4b5a69788796a5b4c3d2e1f0"
 STRATEGY_EXAMPLE = "keyset on _id at stage 0: every stage keeps one row per source document"
@@ -193,6 +194,7 @@ class ExplainResult(_Response):
     pipeline: list[dict[str, Any]] = Field(
         description="The first chunk's pipeline (tenant filter included), as relaxed Extended JSON."
     )
+    quotas: ExportQuotas = Field(description="The caps the export would run under.")
 
 
 class Health(_Response):

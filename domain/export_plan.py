@@ -10,7 +10,13 @@ from domain.settings import Settings
 
 
 class ExportRefused(ValueError):
-    """The request cannot be exported as asked; the message names the path and the reason."""
+    """The request cannot be exported as asked. `str()` is `<path>: <reason>`; `path` says where
+    in the request (`pipeline[2].$lookup.from`), `reason` why."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 def plan_export(request: ExportRequest, owner: Owner, settings: Settings) -> ChunkPlan:
@@ -21,4 +27,4 @@ def plan_export(request: ExportRequest, owner: Owner, settings: Settings) -> Chu
         )
         return plan_chunks(pipeline)
     except (PipelineRejected, PlanRefused, ExtendedJsonError) as exc:
-        raise ExportRefused(str(exc)) from exc
+        raise ExportRefused(exc.path, exc.reason) from exc

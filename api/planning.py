@@ -1,0 +1,78 @@
+"""Planning a request off the event loop, bounded.
+
+Validating and planning a 1 MiB body is pure Python and takes about a second. On the event loop
+it would stall every other request (`/healthz` included), so it runs in a small thread pool of
+its own: at most `API_PLANNING_THREADS` plans run at once, a request waits at most
+`API_PLANNING_TIMEOUT_SECONDS` for a slot and its plan together (then 503 with `Retry-After`),
+and a slot is freed only when its thread has really finished, so the CPU the API spends on
+planning stays bounded even when callers give up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from api.errors import ApiError
+from domain.chunk_planning import ChunkPlan
+from domain.export_plan import ExportRefused, plan_export
+from domain.models import ExportRequest, Owner
+from domain.settings import Settings
+
+RETRY_AFTER_SECONDS = 5
+
+
+def refused(exc: ExportRefused) -> ApiError:
+    """422 naming the path and the reason, in the message and as `details`."""
+    code = (
+        "pipeline_refused" if exc.path.startswith(("pipeline", "collection")) else "request_refused"
+    )
+    return ApiError(422, code, str(exc), details={"path": exc.path, "reason": exc.reason})
+
+
+class Planner:
+    """Plans requests in a bounded thread pool (one per API process)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._threads = settings.api_planning_threads
+        self._timeout = settings.api_planning_timeout_seconds
+        self._slots = asyncio.Semaphore(self._threads)
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="planning")
+
+    async def plan(self, request: ExportRequest, owner: Owner) -> ChunkPlan:
+        """The chunk plan, 422 when refused, 503 when planning is busy or too slow."""
+        deadline = time.monotonic() + self._timeout
+        try:
+            async with asyncio.timeout(self._timeout):
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise self._busy("every planning thread is busy") from exc
+        future: Future[ChunkPlan] = self._pool.submit(plan_export, request, owner, self._settings)
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda _: self._release(loop))
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                return await asyncio.wrap_future(future)
+        except ExportRefused as exc:
+            raise refused(exc) from exc
+        except TimeoutError as exc:
+            raise self._busy(f"planning took longer than {self._timeout:g} s") from exc
+
+    def _release(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Free the slot once the thread is done (called in the thread: hand it to the loop)."""
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._slots.release)
+
+    def _busy(self, why: str) -> ApiError:
+        return ApiError(
+            503,
+            "planning_busy",
+            f"the request could not be planned in time ({why}); try again",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
