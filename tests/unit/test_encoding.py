@@ -171,7 +171,7 @@ def test_csv_formula_guard_on_cells_never_on_numbers() -> None:
 def test_csv_fast_path_guards_the_owasp_triggers(trigger: str) -> None:
     """A column of plain strings takes the one-search fast path: it must see these too."""
     columns = [Column(path="s")]
-    rows = [{"s": "ok"}, {"s": f"{trigger}HYPERLINK(1)"}, {"s": None}]
+    rows: list[dict[str, Any]] = [{"s": "ok"}, {"s": f"{trigger}HYPERLINK(1)"}, {"s": None}]
     guarded = encode_part(EncodingSpec(), columns, rows, first_part=False)
     assert guarded == f'ok\r\n\'{trigger}HYPERLINK(1)\r\n""\r\n'.encode()
     assert (
