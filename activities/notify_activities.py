@@ -10,11 +10,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from temporalio import activity
 
 from activities.email_notifier import EmailNotifier
 from activities.s3_client import make_presigning_client
+from activities.webhook_transport import post_json
 from domain.activity_io import Outcome
 from domain.models import ExportStatus
 from domain.objects import content_disposition
@@ -48,6 +48,7 @@ class WebhookNotifier:
     """
 
     def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
+        self._settings = settings
         self._secret = settings.webhook_signing_secret
         self._default_url = settings.notify_webhook_url
         self._timeout = timeout
@@ -58,8 +59,7 @@ class WebhookNotifier:
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self._secret, body)}
         for url in urls:
-            response = httpx.post(url, content=body, headers=headers, timeout=self._timeout)
-            response.raise_for_status()
+            post_json(url, body, headers, self._settings)  # policy, deadline and size cap
 
 
 class NotifyActivities:
