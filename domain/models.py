@@ -31,7 +31,7 @@ def key_segment(value: str) -> str:
 
 
 _NAME_FORBIDDEN = re.compile(
-    "[\x00-\x1f\x7f-\x9f/\\\"'\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+    r"""[\x00-\x1f\x7f-\x9f/\\"'\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"""
 )
 """In a filename or report id: control characters (C0, DEL, C1), path separators, ASCII quotes,
 the Unicode line and paragraph separators, and the bidirectional controls that can make
@@ -43,7 +43,7 @@ def plain_name(value: str, what: str) -> str:
     """`value` if it is a plain name (see `_NAME_FORBIDDEN`, no dot segment), else ValueError."""
     if _NAME_FORBIDDEN.search(value) or value in {".", ".."}:
         raise ValueError(
-            f"{what} must be a plain name: no path separators, quotes, control characters, "
+            f"{what} must be a plain file name: no path separators, quotes, control characters, "
             "line separators or bidirectional controls, and not '.' or '..'"
         )
     return value

@@ -90,7 +90,7 @@ def literal_address(host: str) -> IPAddress | None:
     """The address a host names literally, in any spelling the resolver accepts (`127.1`,
     `0x7f.0.0.1`, `2130706433` are 127.0.0.1 to `getaddrinfo`), or None for a name."""
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host.strip("[]").split("%")[0])  # without an IPv6 zone id
     except ValueError:
         pass
     try:
