@@ -8,7 +8,7 @@ from domain.flatten import freeze_columns
 from domain.quotas import ExportQuotas, QuotaExceeded
 from domain.settings import DEVELOPMENT_SECRET, InsecureSecretsError, Settings
 
-SECRETS = {"api_jwt_secret": "s" * 32, "webhook_signing_secret": "w" * 32}
+SECURE = Settings(api_jwt_secret="s" * 32, webhook_signing_secret="w" * 32, development_mode=False)
 
 
 def test_totals_over_a_quota_are_refused_with_the_setting_named() -> None:
