@@ -35,10 +35,8 @@ def test_the_column_cap_stops_freezing_early() -> None:
 
 @pytest.mark.parametrize("name", ["api_jwt_secret", "webhook_signing_secret"])
 def test_the_development_secret_is_refused_outside_development_mode(name: str) -> None:
-    settings = Settings(**{**SECRETS, name: DEVELOPMENT_SECRET})
+    settings = SECURE.model_copy(update={name: DEVELOPMENT_SECRET})
     with pytest.raises(InsecureSecretsError, match=name.upper()):
         settings.require_secure_secrets()
-    Settings(
-        **{**SECRETS, name: DEVELOPMENT_SECRET}, development_mode=True
-    ).require_secure_secrets()
-    Settings(**SECRETS).require_secure_secrets()
+    settings.model_copy(update={"development_mode": True}).require_secure_secrets()
+    SECURE.require_secure_secrets()
