@@ -1,8 +1,9 @@
 """Planning a request off the event loop, bounded.
 
-Validating and planning a 1 MiB body is pure Python and takes about a second. On the event loop
-it would stall every other request (`/healthz` included), so it runs in a small thread pool of
-its own: at most `API_PLANNING_THREADS` plans run at once, a request waits at most
+Parsing, validating and planning a 1 MiB body is pure Python and takes about a second. On the
+event loop it would stall every other request (`/healthz` included), so the JSON parsing of the
+export routes' bodies (`OffLoopJsonRoute`) and the planning run in a small thread pool of its
+own: at most `API_PLANNING_THREADS` plans run at once, a request waits at most
 `API_PLANNING_TIMEOUT_SECONDS` for a slot and its plan together (then 503 with `Retry-After`),
 and a slot is freed only when its thread has really finished, so the CPU the API spends on
 planning stays bounded even when callers give up.
@@ -12,8 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 
 from api.errors import ApiError
 from domain.chunk_planning import ChunkPlan
@@ -22,6 +29,7 @@ from domain.models import ExportRequest, Owner
 from domain.settings import Settings
 
 RETRY_AFTER_SECONDS = 5
+T = TypeVar("T")
 
 
 def refused(exc: ExportRefused) -> ApiError:
@@ -44,20 +52,30 @@ class Planner:
 
     async def plan(self, request: ExportRequest, owner: Owner) -> ChunkPlan:
         """The chunk plan, 422 when refused, 503 when planning is busy or too slow."""
+        try:
+            return await self.run(plan_export, request, owner, self._settings)
+        except ExportRefused as exc:
+            raise refused(exc) from exc
+
+    async def parse_json(self, body: bytes) -> Any:
+        """`json.loads(body)` in the pool: a 1 MiB body of small objects takes ~0.2 s to parse,
+        which on the event loop would stall every other request."""
+        return await self.run(json.loads, body)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(*args)` in the bounded pool, within the planning deadline (else 503)."""
         deadline = time.monotonic() + self._timeout
         try:
             async with asyncio.timeout(self._timeout):
                 await self._slots.acquire()
         except TimeoutError as exc:
             raise self._busy("every planning thread is busy") from exc
-        future: Future[ChunkPlan] = self._pool.submit(plan_export, request, owner, self._settings)
+        future: Future[T] = self._pool.submit(function, *args)
         loop = asyncio.get_running_loop()
         future.add_done_callback(lambda _: self._release(loop))
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 return await asyncio.wrap_future(future)
-        except ExportRefused as exc:
-            raise refused(exc) from exc
         except TimeoutError as exc:
             raise self._busy(f"planning took longer than {self._timeout:g} s") from exc
 
@@ -76,3 +94,25 @@ class Planner:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _OffLoopJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            planner: Planner = self.app.state.services.planner
+            self._json = await planner.parse_json(await self.body())
+        return self._json
+
+
+class OffLoopJsonRoute(APIRoute):
+    """A route whose JSON body is parsed in the planning pool rather than on the event loop
+    (FastAPI's own handler calls `request.json()`; this request class answers it)."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handler = super().get_route_handler()
+
+        async def off_loop(request: Request) -> Response:
+            response: Response = await handler(_OffLoopJsonRequest(request.scope, request.receive))
+            return response
+
+        return off_loop

@@ -23,6 +23,7 @@ from api.exports_service import (
     start_export,
     status_of,
 )
+from api.planning import OffLoopJsonRoute
 from api.schemas import (
     REQUEST_EXAMPLES,
     CancelAccepted,
@@ -36,7 +37,7 @@ from api.visibility import list_page
 from domain.models import ExportRequest, ExportStatus, ProgressView
 from domain.quotas import ExportQuotas
 
-router = APIRouter(prefix="/exports", tags=["exports"])
+router = APIRouter(prefix="/exports", tags=["exports"], route_class=OffLoopJsonRoute)
 
 RequestBody = Annotated[ExportRequest, Body(openapi_examples=REQUEST_EXAMPLES)]
 ExportId = Annotated[str, Path(description="The id `POST /exports` returned.", max_length=100)]
