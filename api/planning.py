@@ -97,22 +97,43 @@ class Planner:
 
 
 class _OffLoopJsonRequest(Request):
+    """A request whose JSON body was parsed in the planning pool before FastAPI asks for it."""
+
+    _parse_error: json.JSONDecodeError | None = None
+
+    async def parse_off_loop(self) -> None:
+        body = await self.body()
+        if not body:
+            return
+        planner: Planner = self.app.state.services.planner
+        try:
+            self._json = await planner.parse_json(body)
+        except json.JSONDecodeError as exc:
+            self._parse_error = exc  # FastAPI turns it into its usual 422 when it asks
+
     async def json(self) -> Any:
+        if self._parse_error is not None:
+            raise self._parse_error
         if not hasattr(self, "_json"):
-            planner: Planner = self.app.state.services.planner
-            self._json = await planner.parse_json(await self.body())
+            self._json = json.loads(await self.body())
         return self._json
 
 
 class OffLoopJsonRoute(APIRoute):
-    """A route whose JSON body is parsed in the planning pool rather than on the event loop
-    (FastAPI's own handler calls `request.json()`; this request class answers it)."""
+    """A route whose JSON body is parsed in the planning pool rather than on the event loop.
+
+    The body is parsed before FastAPI's own handler runs (a busy pool answers 503 here: inside
+    FastAPI's body parsing any error would become a 400); FastAPI's `request.json()` then finds
+    the parsed value."""
 
     def get_route_handler(self) -> Callable[[Request], Any]:
         handler = super().get_route_handler()
 
         async def off_loop(request: Request) -> Response:
-            response: Response = await handler(_OffLoopJsonRequest(request.scope, request.receive))
+            parsed = _OffLoopJsonRequest(request.scope, request.receive)
+            if request.method in ("POST", "PUT", "PATCH"):
+                await parsed.parse_off_loop()
+            response: Response = await handler(parsed)
             return response
 
         return off_loop

@@ -145,7 +145,7 @@ def auth_headers(auth: Any, owner: Owner, secret: str) -> dict[str, str]:
         case "garbage":
             return {"Authorization": "Bearer not.a.jwt"}
         case "expired":
-            expired = mint_token(secret, owner.user_id, owner.tenant, timedelta(seconds=-30))
+            expired = mint_token(secret, owner.user_id, owner.tenant, timedelta(seconds=-120))
             return {"Authorization": f"Bearer {expired}"}
         case "forged":
             forged = mint_token(WRONG_SECRET, owner.user_id, owner.tenant, timedelta(hours=1))
