@@ -99,7 +99,7 @@ class Planner:
 class _OffLoopJsonRequest(Request):
     """A request whose JSON body was parsed in the planning pool before FastAPI asks for it."""
 
-    _parse_error: json.JSONDecodeError | None = None
+    _parse_error: Exception | None = None
 
     async def parse_off_loop(self) -> None:
         body = await self.body()
@@ -108,8 +108,12 @@ class _OffLoopJsonRequest(Request):
         planner: Planner = self.app.state.services.planner
         try:
             self._json = await planner.parse_json(body)
-        except json.JSONDecodeError as exc:
-            self._parse_error = exc  # FastAPI turns it into its usual 422 when it asks
+        except ApiError:
+            raise  # the pool is busy: 503
+        except Exception as exc:
+            # JSONDecodeError becomes FastAPI's 422; anything else (not UTF-8, nested too
+            # deep for the parser) its 400 "There was an error parsing the body".
+            self._parse_error = exc
 
     async def json(self) -> Any:
         if self._parse_error is not None:
