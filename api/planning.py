@@ -3,10 +3,10 @@
 Parsing, validating and planning a 1 MiB body is pure Python and takes about a second. On the
 event loop it would stall every other request (`/healthz` included), so the JSON parsing of the
 export routes' bodies (`OffLoopJsonRoute`) and the planning run in a small thread pool of its
-own: at most `API_PLANNING_THREADS` plans run at once, a request waits at most
-`API_PLANNING_TIMEOUT_SECONDS` for a slot and its plan together (then 503 with `Retry-After`),
-and a slot is freed only when its thread has really finished, so the CPU the API spends on
-planning stays bounded even when callers give up.
+own: at most `API_PLANNING_THREADS` of these run at once, each step (parsing, planning) waits
+at most `API_PLANNING_TIMEOUT_SECONDS` for a thread and its result together (then 503 with
+`Retry-After`), and a thread is counted busy until its work has really finished, so the CPU the
+API spends on this stays bounded even when callers give up.
 """
 
 from __future__ import annotations
