@@ -26,6 +26,7 @@ from activities.decoding import INVALID_UTF8_WARNING, counting_replacements
 from activities.heartbeat import heartbeating
 from activities.mongo_source import source_collection
 from activities.parquet_footer import FooterPieces, finish_part
+from activities.quota_enforcement import capped_columns, enforce_totals
 from activities.s3_client import make_s3_client
 from activities.s3_multipart import MultipartUploads
 from domain import objects
@@ -39,7 +40,7 @@ from domain.activity_io import (
     UploadTarget,
 )
 from domain.chunk_planning import ChunkPlan
-from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from domain.encoding import EncodingSpec, new_part_encoder
 from domain.export_plan import ExportRefused, plan_export
 from domain.export_policy import ExportPolicy
 from domain.extended_json import cursor_from_json, cursor_to_json
@@ -72,8 +73,8 @@ def build_plan(export: ExportInput, settings: Settings) -> ChunkPlan:
     """Validate and plan the export for its owner under its policy; a refusal is not retried."""
     try:
         return plan_export(export.request, export.owner, settings_for(export, settings))
-    except ExportRefused as exc:
-        raise errors.invalid_pipeline(str(exc)) from exc
+    except ExportRefused as exc:  # str(): "<path>: <reason>"
+        raise errors.invalid_pipeline(f"{exc.path}: {exc.reason}") from exc
 
 
 class ExportActivities:
@@ -122,7 +123,8 @@ class ExportActivities:
             if columns is None and export.request.format == "csv":
                 with contextlib.closing(self._rows(export, plan, None)) as rows:
                     sample = [row for row, _ in itertools.islice(rows, COLUMN_SAMPLE_SIZE)]
-                columns = freeze_columns(sample, plan.hidden_fields)
+                policy_settings = settings_for(export, self._settings)
+                columns = capped_columns(policy_settings, sample, plan.hidden_fields)
         filename = objects.download_filename(export.request, export.export_id)
         key = objects.object_key(
             self._settings.export_prefix, export.owner.tenant, export.export_id, filename
@@ -198,6 +200,11 @@ class ExportActivities:
             pieces = FooterPieces(self._s3, self._settings.s3_bucket, request.object_key)
             body = finish_part(
                 encoder, last=exhausted, part_number=request.part_number, pieces=pieces
+            )
+            enforce_totals(
+                settings_for(export, self._settings),
+                request.rows_so_far + rows,
+                request.bytes_so_far + len(body),
             )
             cursor = request.cursor if last_cursor is None else cursor_to_json(last_cursor)
             if len(body) > MAX_PART_SIZE:

@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from temporalio import activity
 
 from activities.email_notifier import EmailNotifier
 from activities.s3_client import make_presigning_client
+from activities.webhook_transport import post_json
 from domain.activity_io import Channel, ChannelNotice, Outcome
 from domain.models import ExportStatus
 from domain.objects import content_disposition
@@ -64,12 +64,10 @@ class WebhookNotifier:
         self,
         settings: Settings,
         url_of: Callable[[Outcome, Settings], str | None] = request_webhook_url,
-        timeout: float = 10.0,
     ) -> None:
         self._settings = settings
         self._secret = settings.webhook_signing_secret
         self._url_of = url_of
-        self._timeout = timeout
 
     def send(self, outcome: Outcome, payload: dict[str, Any]) -> None:
         url = self._url_of(outcome, self._settings)
@@ -77,8 +75,7 @@ class WebhookNotifier:
             return
         body = json.dumps(payload, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(self._secret, body)}
-        response = httpx.post(url, content=body, headers=headers, timeout=self._timeout)
-        response.raise_for_status()
+        post_json(url, body, headers, self._settings)  # policy, deadline and size cap
 
 
 class NotifyActivities:

@@ -16,6 +16,7 @@ from api.deps import Services
 from api.errors import install_error_handlers
 from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics, MetricsMiddleware
+from api.planning import Planner
 from api.temporal_gateway import TemporalGateway
 from domain.settings import Settings, get_settings
 
@@ -38,10 +39,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for name in settings.insecure_defaults():
-            logger.warning(
-                "%s is the published development default: set a secret of your own", name
-            )
+        settings.require_secure_secrets()
+        planner = Planner(settings)
         temporal = TemporalGateway(settings)
         await temporal.try_connect()  # a Temporal that is down is not fatal: 503 until it is up
         app.state.services = Services(
@@ -49,9 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             temporal=temporal,
             s3=make_presigning_client(settings),  # the API's S3 calls only presign links
             metrics=metrics,
-            limiter=RunningExportLimiter(settings.max_running_exports_per_user),
+            limiter=RunningExportLimiter(
+                settings.max_running_exports_per_user, settings.max_running_exports_per_tenant
+            ),
+            planner=planner,
         )
-        yield
+        try:
+            yield
+        finally:
+            planner.close()
 
     app = FastAPI(
         title="Durable export API",

@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics
+from api.planning import Planner
 from api.temporal_gateway import TemporalGateway
 from domain.settings import Settings
 
@@ -28,6 +29,7 @@ class Services:
     s3: S3Client
     metrics: ApiMetrics
     limiter: RunningExportLimiter
+    planner: Planner
 
 
 def services(request: Request) -> Services:

@@ -39,7 +39,6 @@ from api.limits import RunningExportLimiter
 from api.signing import keyed_digest
 from api.visibility import EXPORT_WORKFLOW_TYPE
 from domain.chunk_planning import ChunkPlan
-from domain.export_plan import ExportRefused, plan_export
 from domain.export_policy import ExportPolicy
 from domain.models import ExportInput, ExportRequest, ExportStatus, Owner, ProgressView
 from domain.relaxed_json import relaxed_json
@@ -62,17 +61,6 @@ MEMO_START_NONCE = "start_nonce"
 
 
 # -- planning ---------------------------------------------------------------------------------
-
-
-def plan_or_refuse(request: ExportRequest, owner: Owner, settings: Settings) -> ChunkPlan:
-    """The chunk plan, or 422 naming the pipeline path and the reason it is refused."""
-    try:
-        return plan_export(request, owner, settings)
-    except ExportRefused as exc:
-        cause = exc.__cause__
-        path, reason = getattr(cause, "path", None), getattr(cause, "reason", None)
-        details = {"path": path, "reason": reason} if path and reason else None
-        raise ApiError(422, "pipeline_refused", str(exc), details=details) from exc
 
 
 def first_chunk_pipeline(plan: ChunkPlan) -> list[dict[str, object]]:

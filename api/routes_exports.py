@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import OwnerDep
-from api.deps import ServicesDep, SettingsDep, TemporalDep
+from api.deps import ServicesDep, TemporalDep
 from api.downloads import presign_download
 from api.errors import ApiError, error_responses
 from api.exports_service import (
@@ -19,11 +19,11 @@ from api.exports_service import (
     OwnedExport,
     find_owned,
     first_chunk_pipeline,
-    plan_or_refuse,
     read_progress,
     start_export,
     status_of,
 )
+from api.planning import OffLoopJsonRoute
 from api.schemas import (
     REQUEST_EXAMPLES,
     CancelAccepted,
@@ -36,8 +36,9 @@ from api.schemas import (
 from api.visibility import list_page
 from domain import objects
 from domain.models import ExportRequest, ExportStatus, ProgressView
+from domain.quotas import ExportQuotas
 
-router = APIRouter(prefix="/exports", tags=["exports"])
+router = APIRouter(prefix="/exports", tags=["exports"], route_class=OffLoopJsonRoute)
 
 RequestBody = Annotated[ExportRequest, Body(openapi_examples=REQUEST_EXAMPLES)]
 ExportId = Annotated[str, Path(description="The id `POST /exports` returned.", max_length=100)]
@@ -65,7 +66,7 @@ async def create_export(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> ExportAccepted:
-    plan = plan_or_refuse(body, owner, svc.settings)  # before anything starts
+    plan = await svc.planner.plan(body, owner)  # before anything starts
     client = await svc.temporal.client()
     started = await start_export(client, svc.settings, svc.limiter, owner, body, idempotency_key)
     if started.replayed:
@@ -85,18 +86,17 @@ async def create_export(
 @router.post(
     "/explain",
     summary="Validate and plan an export without starting it",
-    responses=error_responses(401, 413, 422),
+    responses=error_responses(401, 413, 422, 503),
 )
-async def explain_export(
-    body: RequestBody, owner: OwnerDep, settings: SettingsDep
-) -> ExplainResult:
-    plan = plan_or_refuse(body, owner, settings)
+async def explain_export(body: RequestBody, owner: OwnerDep, svc: ServicesDep) -> ExplainResult:
+    plan = await svc.planner.plan(body, owner)
     return ExplainResult(
         strategy=plan.strategy,
         explanation=plan.explanation,
         pipeline=first_chunk_pipeline(plan),
         format=body.format,
         content_type=objects.content_type(body),
+        quotas=ExportQuotas.of(svc.settings),
     )
 
 

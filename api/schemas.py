@@ -13,6 +13,7 @@ from fastapi.openapi.models import Example
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.models import ExportStatus
+from domain.quotas import ExportQuotas
 
 EXPORT_ID_EXAMPLE = "exp_3f9c1d2e4b5a69788796a5b4c3d2e1f0"
 STRATEGY_EXAMPLE = "keyset on _id at stage 0: every stage keeps one row per source document"
@@ -201,6 +202,7 @@ class ExplainResult(_Response):
     content_type: str | None = Field(
         default=None, description="The object's content type, e.g. application/vnd.apache.parquet."
     )
+    quotas: ExportQuotas = Field(description="The caps the export would run under.")
 
 
 class Health(_Response):

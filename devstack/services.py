@@ -31,6 +31,8 @@ FERRETDB_PORT = int(os.environ.get("DEVSTACK_FERRETDB_PORT", "27017"))
 MONGO_JAVA_SERVER_PORT = int(os.environ.get("DEVSTACK_MONGO_JAVA_SERVER_PORT", "27018"))
 S3_PORT = int(os.environ.get("DEVSTACK_S3_PORT", "7070"))
 API_PORT = int(os.environ.get("DEVSTACK_API_PORT", "8000"))
+DEMO_WEBHOOK_PORT = int(os.environ.get("DEVSTACK_DEMO_WEBHOOK_PORT", str(API_PORT + 9)))
+"""The demo's local webhook receiver: listed in WEBHOOK_ALLOWED_HOSTS by its exact host:port."""
 S3_BUCKET = os.environ.get("DEVSTACK_S3_BUCKET", "exports")
 AWS_REGION = "us-east-1"
 MONGODB_DATABASE = "durable_export"
@@ -415,6 +417,7 @@ def env_values() -> dict[str, str]:
         "API_JWT_SECRET": creds["api_jwt_secret"],
         "API_PUBLIC_URL": f"http://{HOST}:{API_PORT}",
         "WEBHOOK_SIGNING_SECRET": creds["webhook_signing_secret"],
+        "WEBHOOK_ALLOWED_HOSTS": f"{HOST}:{DEMO_WEBHOOK_PORT}",
     }
 
 

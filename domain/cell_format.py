@@ -16,8 +16,9 @@
 
 A DatetimeMS outside the years 1 to 9999 has no ISO form; it is written as Extended JSON.
 
-Formula guard: a *string* cell starting with `=`, `+`, `-`, `@`, tab or carriage return gets a
-leading `'`, so a spreadsheet shows it instead of running it. Numbers (`-5`, `-Infinity`) are never
+Formula guard: a *string* cell starting with `=`, `+`, `-`, `@`, tab, carriage return, NUL or
+one of the full-width forms `＝ ＋ － ＠` (the OWASP CSV-injection set; spreadsheets fold the
+full-width forms to ASCII and some skip a leading NUL) gets a leading `'`, so a spreadsheet shows it instead of running it. Numbers (`-5`, `-Infinity`) are never
 touched, and neither is base64 (it may start with `+`, but its alphabet cannot spell a call).
 """
 
@@ -36,7 +37,7 @@ from bson import Binary, Code, DatetimeMS, Decimal128, Int64, ObjectId
 from domain.flatten import Missing
 from domain.relaxed_json import relaxed_json
 
-FORMULA_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r", "\x00", "＝", "＋", "－", "＠")
 """The first characters that make a spreadsheet treat a cell as a formula."""
 
 Formatter = Callable[[Any], str]

@@ -35,8 +35,8 @@ BATCH_CHARS: Final = 64 * 1024
 _TEXT_KINDS: Final[frozenset[type]] = frozenset({str, type(None)})
 _INT_KINDS: Final[frozenset[type]] = frozenset({int, type(None)})
 # Values are joined with NUL; a trigger right after a NUL starts a value. A NUL inside a value
-# can only cause a false alarm, which the value-by-value guard then sorts out.
-_TRIGGER_AFTER_NUL: Final = re.compile("\x00[-=+@\t\r]")
+# (or a value starting with NUL, which is itself a trigger) can only cause a false alarm, which the value-by-value guard then sorts out.
+_TRIGGER_AFTER_NUL: Final = re.compile("\x00[-=+@\t\r\x00＝＋－＠]")
 
 Row = Mapping[str, Any]
 

@@ -31,6 +31,9 @@ class ExportPolicy(BaseModel):
     mongodb_max_time_ms: Annotated[int, Field(gt=0)] = 120_000
     activity_max_attempts: Annotated[int, Field(gt=0)] = 10
     export_deadline_seconds: Annotated[int, Field(gt=0)] = 24 * 3600
+    export_max_rows: Annotated[int, Field(ge=0)] = 100_000_000
+    export_max_bytes: Annotated[int, Field(ge=0)] = 100 * 1024 * 1024 * 1024
+    export_max_columns: Annotated[int, Field(gt=0)] = 1000
 
     @classmethod
     def of(cls, settings: Settings) -> ExportPolicy:

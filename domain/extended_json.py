@@ -13,6 +13,7 @@ differently, and a cursor must give back exactly the value it was taken from.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from typing import Any, overload
@@ -23,6 +24,7 @@ from bson.code import Code
 MAX_NESTING = 100
 """Deepest nesting of documents and arrays accepted in a request (MongoDB's own limit is ~100)."""
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _JSON_OPTIONS = json_util.CANONICAL_JSON_OPTIONS.with_options(tz_aware=False, tzinfo=None)
 """Canonical mode; dates decode as naive UTC datetimes, exactly as PyMongo returns them."""
 _AWARE_OPTIONS = json_util.CANONICAL_JSON_OPTIONS.with_options(tz_aware=True, tzinfo=UTC)
@@ -40,13 +42,40 @@ class ExtendedJsonError(ValueError):
 def bson_from_extended_json(value: Any, path: str = "value") -> Any:
     """Convert JSON data with Extended JSON wrappers into BSON values (dicts, lists, scalars).
 
-    Already converted BSON values pass through unchanged, so converting twice is harmless.
-    Raises `ExtendedJsonError` naming the path, e.g. `pipeline[0].$match._id: invalid $oid ...`.
+    Already converted BSON values pass through unchanged, so converting twice is harmless, except
+    for non-finite floats: the input is a request as parsed from JSON, where a bare `NaN`,
+    `Infinity` or an overflowing literal such as `-1e400` is not JSON and would not survive the
+    trip through the workflow (it becomes `null`), so it is refused; the canonical
+    `{"$numberDouble": "Infinity"}` carries the value faithfully. Integers outside the 64-bit
+    range are refused too (BSON has no such integer). Raises `ExtendedJsonError` naming the path,
+    e.g. `pipeline[0].$match._id: invalid $oid ...`.
     """
-    return _convert(value, path, 0, _JSON_OPTIONS)
+    return _convert(value, path, 0, _JSON_OPTIONS, raw_json=True)
 
 
-def _convert(value: Any, path: str, depth: int, options: json_util.JSONOptions) -> Any:
+def _check_number(value: Any, path: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExtendedJsonError(
+            path,
+            "NaN, Infinity and numbers too large for a double (such as -1e400) are not JSON and "
+            'would change on the way to the database; write {"$numberDouble": "Infinity"} '
+            '("-Infinity", "NaN") for these values',
+        )
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _INT64_MIN <= value <= _INT64_MAX
+    ):
+        raise ExtendedJsonError(
+            path,
+            "integer does not fit in 64 bits and would change on the way to the database; "
+            'write {"$numberDecimal": "..."} for it',
+        )
+
+
+def _convert(
+    value: Any, path: str, depth: int, options: json_util.JSONOptions, *, raw_json: bool = False
+) -> Any:
     if depth > MAX_NESTING:
         raise ExtendedJsonError(path, f"nested more than {MAX_NESTING} levels deep")
     if isinstance(value, Mapping):
@@ -54,13 +83,17 @@ def _convert(value: Any, path: str, depth: int, options: json_util.JSONOptions) 
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ExtendedJsonError(path, f"key {key!r} is not a string")
-            pairs.append((key, _convert(item, f"{path}.{key}", depth + 1, options)))
+            pairs.append(
+                (key, _convert(item, f"{path}.{key}", depth + 1, options, raw_json=raw_json))
+            )
         return _wrapper_to_bson(pairs, path, options)
     if isinstance(value, list | tuple):
         return [
-            _convert(item, f"{path}[{index}]", depth + 1, options)
+            _convert(item, f"{path}[{index}]", depth + 1, options, raw_json=raw_json)
             for index, item in enumerate(value)
         ]
+    if raw_json:
+        _check_number(value, path)
     return value
 
 

@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any, Final, Literal
 
 from domain.models import Column
+from domain.quotas import QuotaExceeded
 
 MAX_PATH_LENGTH: Final = 500
 """The longest path a `Column` accepts (see `Column.path`)."""
@@ -99,6 +100,8 @@ def _is_segment(key: Any) -> bool:
 def freeze_columns(
     sample_rows: Iterable[Mapping[str, Any]],
     hidden_fields: Iterable[str] = frozenset(),
+    *,
+    max_columns: int | None = None,
 ) -> list[Column]:
     """The columns of an export without requested columns: the leaf paths of the sampled rows.
 
@@ -107,6 +110,9 @@ def freeze_columns(
     path would be too long); then it stays one cell, written as Extended JSON. `hidden_fields`
     (top-level names or dotted paths the chunk planner kept, not asked for by the user) and
     top-level names that cannot be a path never become columns.
+
+    With `max_columns`, more distinct paths than that raise `QuotaExceeded` as soon as the
+    sample shows them (a pipeline can give each row a million fields).
     """
     hidden = sorted(split_path(field) for field in hidden_fields)
     seen: dict[str, None] = {}
@@ -114,16 +120,21 @@ def freeze_columns(
         for key, value in strip_paths(row, hidden).items():
             if not _is_segment(key) or len(key) > MAX_PATH_LENGTH:
                 continue
-            _collect(key, value, seen)
+            _collect(key, value, seen, max_columns)
     return [Column(path=path) for path in seen]
 
 
-def _collect(path: str, value: Any, seen: dict[str, None]) -> None:
+def _collect(path: str, value: Any, seen: dict[str, None], max_columns: int | None) -> None:
     if is_document(value) and value and _can_flatten(path, value):
         for key, child in value.items():
-            _collect(f"{path}.{key}", child, seen)
+            _collect(f"{path}.{key}", child, seen, max_columns)
     elif path not in seen:
         seen[path] = None
+        if max_columns is not None and len(seen) > max_columns:
+            raise QuotaExceeded(
+                f"the first rows have more than {max_columns} distinct fields, the most columns "
+                "an export may have (EXPORT_MAX_COLUMNS); name the columns you want in `columns`"
+            )
 
 
 def _can_flatten(path: str, document: Mapping[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import email_validator
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from domain.export_policy import ExportPolicy
@@ -31,8 +32,23 @@ def key_segment(value: str) -> str:
     return quote(value, safe=_KEY_SEGMENT_SAFE)
 
 
-_FILENAME_FORBIDDEN = re.compile(r'[\x00-\x1f\x7f/\\"]')
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_NAME_FORBIDDEN = re.compile(
+    r"""[\x00-\x1f\x7f-\x9f/\\"'\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"""
+)
+"""In a filename or report id: control characters (C0, DEL, C1), path separators, ASCII quotes,
+the Unicode line and paragraph separators, and the bidirectional controls that can make
+`report\u202egpj.csv` display as `reportvsc.jpg`. These names reach object keys,
+`Content-Disposition` and e-mails."""
+
+
+def plain_name(value: str, what: str) -> str:
+    """`value` if it is a plain name (see `_NAME_FORBIDDEN`, no dot segment), else ValueError."""
+    if _NAME_FORBIDDEN.search(value) or value in {".", ".."}:
+        raise ValueError(
+            f"{what} must be a plain file name: no path separators, quotes, control characters, "
+            "line separators or bidirectional controls, and not '.' or '..'"
+        )
+    return value
 
 
 class _Frozen(BaseModel):
@@ -82,9 +98,22 @@ class Notify(_Frozen):
 
     @field_validator("email")
     @classmethod
-    def _email_looks_like_one(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError(f"email {value!r} is not an e-mail address")
+    def _email_is_exactly_one_address(cls, value: str | None) -> str | None:
+        """One address, checked by `email-validator`: no lists, no display names, no quoted
+        local parts, no IP literals, no local mailboxes (`root`, `root@localhost`)."""
+        if value is None:
+            return value
+        try:
+            email_validator.validate_email(
+                value,
+                check_deliverability=False,
+                allow_display_name=False,
+                allow_quoted_local=False,
+                allow_domain_literal=False,
+                allow_smtputf8=True,
+            )
+        except email_validator.EmailNotValidError as exc:
+            raise ValueError(f"email must be exactly one e-mail address: {exc}") from exc
         return value
 
 
@@ -116,10 +145,7 @@ class ExportRequest(_Frozen):
     def _filename_is_a_plain_name(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        if _FILENAME_FORBIDDEN.search(value) or value in {".", ".."}:
-            raise ValueError(
-                "filename must be a plain file name: no path separators, quotes or control characters"
-            )
+        plain_name(value, "filename")
         if len(key_segment(value)) > MAX_KEY_SEGMENT_BYTES:
             raise ValueError(
                 f"filename is too long for an object key: {len(key_segment(value))} bytes once "
@@ -131,6 +157,8 @@ class ExportRequest(_Frozen):
     @classmethod
     def _report_id_fits_a_default_filename(cls, value: str | None) -> str | None:
         # The default filename is `<report_id>-<export id>.<ext>`: leave room for the rest.
+        if value is not None:
+            plain_name(value, "report_id")
         if value is not None and len(key_segment(value)) > MAX_KEY_SEGMENT_BYTES - 80:
             raise ValueError(
                 f"report_id is too long for an object key: {len(key_segment(value))} bytes once "

@@ -18,9 +18,14 @@ see the documents already filtered. So no rule on the tenant field is needed, an
 What is refused, and why:
 
 * stages outside the allow-list; writes (`$out`, `$merge`); administrative and diagnostic stages;
-* server-side JavaScript (`$function`, `$accumulator`, `$where`) anywhere, at any depth;
-* anything that changes between runs (`$sample`, `$rand`, `$sampleRate`, `$$NOW`,
-  `$$CLUSTER_TIME`): a retried part must regenerate exactly the same rows;
+* any operator outside the allow-list of `domain.operators`, at any depth: server-side
+  JavaScript (`$function`, `$accumulator`, `$where`), internal operators (`$_…`), and anything
+  that changes between runs (`$rand`, `$sampleRate`), since a retried part must regenerate
+  exactly the same rows;
+* system variables outside their allow-list (`$$NOW`, `$$CLUSTER_TIME`, `$$USER_ROLES`…);
+* DBRefs and code anywhere in a stage: the Extended JSON parser builds them from `$ref`/`$id`
+  and `$code` shapes, and their inner keys would escape the operator check;
+* `$sample`, which changes between runs;
 * what must come first in a pipeline (`$geoNear`, `$text`), since the tenant filter does;
 * reading a collection that is not exportable, or any `system.*` collection;
 * too many stages (counted through sub-pipelines), too deep nesting, too many bytes.
@@ -34,8 +39,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import bson
+from bson.code import Code
+from bson.dbref import DBRef
 
 from domain.extended_json import ExtendedJsonError, bson_from_extended_json
+from domain.operators import REFUSED_OPERATORS, operator_refusal, variable_refusal
 from domain.settings import Settings
 
 ALLOWED_STAGES: Final = frozenset(
@@ -66,20 +74,8 @@ _ADMIN_STAGES: Final = frozenset(
         "$listClusterCatalog", "$listCachedAndActiveUsers", "$queryStats",
     }
 )  # fmt: skip
-_REFUSED_OPERATORS: Final[dict[str, str]] = {
-    "$function": "runs server-side JavaScript, which exports do not allow",
-    "$accumulator": "runs server-side JavaScript, which exports do not allow",
-    "$where": "runs server-side JavaScript, which exports do not allow",
-    "$rand": "returns a random number, so a retried part would not regenerate the same rows",
-    "$sampleRate": "selects random documents, so a retried part would not see the same rows",
-    "$text": "must be in the first stage of a pipeline, and the tenant filter is",
-    "$near": "is not allowed in an aggregation $match; use $geoWithin",
-    "$nearSphere": "is not allowed in an aggregation $match; use $geoWithin",
-}
-_REFUSED_VARIABLES: Final[dict[str, str]] = {
-    "$$NOW": "changes between runs, so a retried part would not regenerate the same rows",
-    "$$CLUSTER_TIME": "changes between runs, so a retried part would not regenerate the same rows",
-}
+_REFUSED_OPERATORS: Final = REFUSED_OPERATORS
+"""Kept for the property tests; the allow-list is `domain.operators.ALLOWED_OPERATORS`."""
 _LOOKUP_KEYS: Final = frozenset({"from", "localField", "foreignField", "let", "pipeline", "as"})
 _GRAPH_LOOKUP_KEYS: Final = frozenset(
     {
@@ -216,25 +212,36 @@ def _stage(stage: Any, path: str, *, depth: int, context: _Context) -> dict[str,
 
 
 def _scan(value: Any, path: str) -> None:
-    """Refuse forbidden operators and variables anywhere inside a value."""
+    """Refuse operators and variables outside the allow-lists anywhere inside a value.
+
+    The Extended JSON parser has already turned wrapper shapes into BSON values; the ones that
+    carry a document of their own (a DBRef keeps any extra keys next to `$ref`/`$id`, code keeps
+    its scope) are refused outright rather than trusted, so nothing hides inside them.
+    """
     if isinstance(value, Mapping):
         for key, item in value.items():
             if not isinstance(key, str):
                 raise PipelineRejected(path, f"key {key!r} is not a string")
-            if key in _REFUSED_OPERATORS:
-                raise PipelineRejected(
-                    f"{path}.{key}", f"{key} is not allowed: {_REFUSED_OPERATORS[key]}"
-                )
+            if key.startswith("$"):
+                refusal = operator_refusal(key)
+                if refusal is not None:
+                    raise PipelineRejected(f"{path}.{key}", refusal)
             _scan(item, f"{path}.{key}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _scan(item, f"{path}[{index}]")
     elif isinstance(value, str):
-        variable = value.split(".", 1)[0]
-        if variable in _REFUSED_VARIABLES:
-            raise PipelineRejected(
-                path, f"{variable} is not allowed: {_REFUSED_VARIABLES[variable]}"
-            )
+        refusal = variable_refusal(value)
+        if refusal is not None:
+            raise PipelineRejected(path, refusal)
+    elif isinstance(value, DBRef):
+        raise PipelineRejected(
+            path,
+            "a DBRef ($ref/$id, $dbPointer) is not allowed in a pipeline: the server reads it as "
+            "a document whose other keys exports cannot check",
+        )
+    elif isinstance(value, Code):
+        raise PipelineRejected(path, "JavaScript code ($code) is not allowed")
 
 
 def _document(body: Any, where: str, what: str = "an object") -> Mapping[str, Any]:

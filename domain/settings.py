@@ -6,6 +6,7 @@ Defaults match the local stack that `make services` starts. boto3 reads the AWS 
 
 from __future__ import annotations
 
+import logging
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -15,10 +16,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MIB = 1024 * 1024
 SEVEN_DAYS = 7 * 24 * 3600
 DEVELOPMENT_SECRET = "change-me-local-development-only"
+_log = logging.getLogger("settings")
 
 ReadPreference = Literal[
     "primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"
 ]
+
+
+class InsecureSecretsError(RuntimeError):
+    """A secret holds the published development default outside development mode."""
 
 
 class Settings(BaseSettings):
@@ -64,6 +70,13 @@ class Settings(BaseSettings):
     """Attempts of each export activity before the export fails with the last attempt's error."""
     export_deadline_seconds: Annotated[int, Field(gt=0)] = 24 * 3600
     """An export still running this long after it started fails, its upload aborted."""
+    # Quotas: every cost of one export has a cap (0 turns a quota off)
+    export_max_rows: Annotated[int, Field(ge=0)] = 100_000_000
+    """Rows one export may write; more fails it (FAILED, upload aborted)."""
+    export_max_bytes: Annotated[int, Field(ge=0)] = 100 * 1024 * MIB
+    """Bytes (as written, after compression) one export may write; more fails it."""
+    export_max_columns: Annotated[int, Field(gt=0)] = 1000
+    """Most CSV columns frozen from the first rows when a request names none."""
 
     # Worker
     worker_max_concurrent_activities: Annotated[int, Field(gt=0, le=64)] = 4
@@ -77,6 +90,13 @@ class Settings(BaseSettings):
     # Notifications
     notify_webhook_url: str | None = None
     """A webhook told of every export's end, besides the one a request names."""
+    webhook_allowed_hosts: str = ""
+    """Comma list of exact `host:port` webhook receivers that may be loopback or private
+    addresses, and that may use plain http (e.g. `127.0.0.1:9000,hooks.internal:8080`)."""
+    webhook_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10.0
+    """One total deadline for a webhook call: resolving, connecting, sending and reading."""
+    webhook_max_response_bytes: Annotated[int, Field(ge=0)] = 64 * 1024
+    """Most bytes of a webhook's answer read; more fails the call."""
     webhook_signing_secret: str = DEVELOPMENT_SECRET
     """Key of the HMAC-SHA256 signature in each webhook's `X-Export-Signature` header."""
     smtp_host: str | None = None
@@ -94,9 +114,25 @@ class Settings(BaseSettings):
     api_public_url: str = "http://127.0.0.1:8000"
     """Base URL of the API as clients reach it: notifications link to its stable download URL."""
     api_jwt_secret: str = DEVELOPMENT_SECRET
+    development_mode: bool = False
+    """Allow the published development secrets (local stack and tests only): outside it the API
+    and the worker refuse to start with them."""
+    api_jwt_issuer: str | None = None
+    """When set, tokens must carry this `iss`."""
+    api_jwt_audience: str | None = None
+    """When set, tokens must carry this `aud`."""
+    api_jwt_leeway_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+    """Clock skew accepted on `exp`, `nbf` and `iat`."""
+    api_jwt_max_lifetime_seconds: Annotated[int, Field(gt=0)] = 24 * 3600
+    """Longest accepted token lifetime (`exp - iat`)."""
+    max_running_exports_per_tenant: Annotated[int, Field(gt=0)] = 20
     max_running_exports_per_user: Annotated[int, Field(gt=0)] = 3
     api_max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     """Largest request body the API reads; larger ones get 413 before anything is parsed."""
+    api_planning_threads: Annotated[int, Field(gt=0, le=64)] = 2
+    """Requests validated and planned at once, off the event loop."""
+    api_planning_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    """How long a request waits for a planning thread and its plan before a 503."""
     api_query_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
     """How long the API waits for a worker to answer the `progress` query before it falls back
     to what Temporal's describe call knows."""
@@ -106,7 +142,14 @@ class Settings(BaseSettings):
     def _empty_endpoint_means_aws(cls, value: str | None) -> str | None:
         return value or None
 
-    @field_validator("smtp_host", "smtp_username", "smtp_password", "notify_email")
+    @field_validator(
+        "smtp_host",
+        "smtp_username",
+        "smtp_password",
+        "notify_email",
+        "api_jwt_issuer",
+        "api_jwt_audience",
+    )
     @classmethod
     def _empty_means_unset(cls, value: str | None) -> str | None:
         """An empty variable (`SMTP_HOST=` in an env file) means unset."""
@@ -119,6 +162,27 @@ class Settings(BaseSettings):
             for name in ("api_jwt_secret", "webhook_signing_secret")
             if getattr(self, name) == DEVELOPMENT_SECRET
         ]
+
+    def require_secure_secrets(self) -> None:
+        """Refuse to start with a published development secret outside development mode."""
+        insecure = self.insecure_defaults()
+        for name in insecure if self.development_mode else []:
+            _log.warning("%s is the published development default (DEVELOPMENT_MODE=true)", name)
+        if insecure and not self.development_mode:
+            raise InsecureSecretsError(
+                f"{' and '.join(insecure)} still hold the published development secret: anyone "
+                "could forge tokens or signatures with it. Set secrets of your own, or "
+                "DEVELOPMENT_MODE=true for a local development stack."
+            )
+
+    @property
+    def webhook_allow_list(self) -> frozenset[str]:
+        """The `host:port` entries of WEBHOOK_ALLOWED_HOSTS, lower-cased."""
+        return frozenset(
+            entry.strip().lower()
+            for entry in self.webhook_allowed_hosts.split(",")
+            if entry.strip()
+        )
 
     @property
     def exportable_collections(self) -> frozenset[str] | None:

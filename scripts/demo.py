@@ -66,7 +66,7 @@ console = Console()
 class WebhookReceiver:
     """A local HTTP endpoint that keeps every notification whose signature checks out."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, port: int) -> None:
         self.received: queue.Queue[dict[str, Any]] = queue.Queue()
         receiver = self
 
@@ -84,7 +84,8 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # A fixed port, listed in WEBHOOK_ALLOWED_HOSTS: the worker calls no other loopback host.
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/export-finished"
 
@@ -133,7 +134,7 @@ def run(documents: int, output: Path) -> int:
         f"inspections: {documents:,} documents ({'seeded' if seeded else 'already there'})"
     )
 
-    receiver = WebhookReceiver(settings.webhook_signing_secret)
+    receiver = WebhookReceiver(settings.webhook_signing_secret, services.DEMO_WEBHOOK_PORT)
     request = ExportRequest.model_validate({**REPORT, "notify": {"webhook_url": receiver.url}})
     expected_rows, expected_bytes = direct_reading(settings, request)
 

@@ -16,6 +16,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    import email_validator  # noqa: F401 (domain.models validates e-mail with it)
+
     from activities.errors import NON_RETRYABLE_TYPES
     from activities.export_activities import ExportActivities
     from activities.notify_activities import NotifyActivities

@@ -28,8 +28,7 @@ logger = logging.getLogger("export-worker")
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    for name in settings.insecure_defaults():
-        logger.warning("%s is the published development default: set a secret of your own", name)
+    settings.require_secure_secrets()
     client = await connect(settings)
     exports = ExportActivities(settings)
     notify = NotifyActivities(settings)

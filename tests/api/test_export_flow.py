@@ -16,7 +16,7 @@ from tests.integration import export_harness
 
 pytestmark = pytest.mark.services
 
-TENANT = "tenant b/2024 (eu)"  # spaces and punctuation in visibility literals
+TENANT = "tenant b-2024 (eu)"  # spaces and punctuation in visibility literals (no slash)
 COLUMNS = [{"path": "n"}, {"path": "name", "header": "Name"}, {"path": "city"}]
 FILENAME = "Rapport été, 2024.csv"
 

@@ -152,7 +152,7 @@ async def test_running_exports_beyond_the_limit_get_429(
     assert refused.status_code == 429
     assert int(refused.headers["Retry-After"]) > 0
     assert refused.json()["error"]["code"] == "too_many_running_exports"
-    assert refused.json()["error"]["details"] == {"running": 2, "limit": 2}
+    assert refused.json()["error"]["details"] == {"running": 2, "limit": 2, "scope": "user"}
     # Another user, and the same user id in another tenant, have slots of their own.
     assert (await _start(http, api, new_owner())).status_code == 202
     assert (await _start(http, api, Owner(user_id=owner.user_id, tenant="t2"))).status_code == 202

@@ -133,6 +133,11 @@ class Receiver:
     script: list[int]
     deliveries: list[Delivery] = field(default_factory=list)
 
+    @property
+    def host_port(self) -> str:
+        """What WEBHOOK_ALLOWED_HOSTS must list for the worker to call this loopback receiver."""
+        return self.url.split("/")[2]
+
     def wait_for_success(self) -> list[Delivery]:
         deadline = time.monotonic() + WAIT_SECONDS
         while not any(d.answered == 200 for d in self.deliveries):
@@ -324,8 +329,8 @@ def test_no_email_without_a_recipient_or_without_smtp(settings: Settings, mailbo
 
 
 async def test_the_webhook_gets_a_signed_payload(settings: Settings, collection: str) -> None:
-    run_settings = _settings(settings)
     with webhook_receiver() as receiver:
+        run_settings = _settings(settings, webhook_allowed_hosts=receiver.host_port)
         request = ExportRequest(collection=collection, notify=Notify(webhook_url=receiver.url))
         export_id, progress = await _run(run_settings, request)
         [delivery] = receiver.wait_for_success()
@@ -361,8 +366,8 @@ async def test_the_webhook_gets_a_signed_payload(settings: Settings, collection:
 async def test_a_failing_webhook_is_retried_until_delivered(
     settings: Settings, collection: str
 ) -> None:
-    run_settings = _settings(settings)
     with webhook_receiver(500, 500) as receiver:
+        run_settings = _settings(settings, webhook_allowed_hosts=receiver.host_port)
         request = ExportRequest(collection=collection, notify=Notify(webhook_url=receiver.url))
         export_id, progress = await _run(run_settings, request)
         deliveries = receiver.wait_for_success()

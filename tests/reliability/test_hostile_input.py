@@ -17,7 +17,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import csv
+import io
+import ipaddress
 import json
+import math
 import re
 import time
 import uuid
@@ -33,6 +37,8 @@ import bson
 import httpx
 import jwt
 import pytest
+from bson.code import Code
+from bson.dbref import DBRef
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -42,9 +48,12 @@ from temporalio.client import Client
 from activities.s3_client import make_s3_client
 from api.auth import mint_token
 from domain import objects
+from domain.cell_format import FORMULA_TRIGGERS, format_cell
 from domain.chunk_planning import PlanRefused, plan_chunks
+from domain.encoding import EncodingSpec, encode_part
 from domain.export_plan import ExportRefused, plan_export
-from domain.models import ExportRequest, Owner
+from domain.models import Column, ExportRequest, Owner
+from domain.operators import operator_refusal, variable_refusal
 from domain.pipeline_validation import (
     _ADMIN_STAGES,
     _REFUSED_OPERATORS,
@@ -55,6 +64,7 @@ from domain.pipeline_validation import (
 )
 from domain.relaxed_json import relaxed_json
 from domain.settings import Settings
+from domain.webhook_policy import static_refusal
 from tests.api.support import Api, serve
 from tests.integration import export_harness as h
 from tests.reliability.results import Results, full_run
@@ -135,7 +145,7 @@ def auth_headers(auth: Any, owner: Owner, secret: str) -> dict[str, str]:
         case "garbage":
             return {"Authorization": "Bearer not.a.jwt"}
         case "expired":
-            expired = mint_token(secret, owner.user_id, owner.tenant, timedelta(seconds=-30))
+            expired = mint_token(secret, owner.user_id, owner.tenant, timedelta(seconds=-120))
             return {"Authorization": f"Bearer {expired}"}
         case "forged":
             forged = mint_token(WRONG_SECRET, owner.user_id, owner.tenant, timedelta(hours=1))
@@ -523,6 +533,8 @@ STAGE_NAMES = [
 ]
 KEYS = [
     *sorted(_REFUSED_OPERATORS),
+    *["$_internalJsEmit", "$_internalJsReduce", "$_x", "$jsonSchema", "$meta", "$Where"],
+    *["$ref", "$id", "$db", "$dbPointer", "$regularExpression", "$symbol", "$undefined"],
     *["$expr", "$and", "$or", "$nor", "$not", "$in", "$gt", "$lte", "$eq", "$exists"],
     *["$cond", "$map", "$filter", "$sum", "$push", "$literal", "$mergeObjects", "$regex"],
     *["$options", "$oid", "$date", "$numberLong", "$numberDecimal", "$numberDouble", "$binary"],
@@ -540,6 +552,7 @@ KEYS = [
 ]
 STRINGS = st.sampled_from(
     ["$a", "$a.b", "$_id", "$$NOW", "$$ROOT", "$$CLUSTER_TIME.x", "$items", "orders", "users",
+     "$$USER_ROLES", "$$USER_ROLES.role", "$$SEARCH_META", "$$JS_SCOPE", "$$CURRENT.a", "$$v",
      "system.users", "customers", "x", "", "0" * 24, "2024-01-01T00:00:00Z"]
 ) | st.text(max_size=6)  # fmt: skip
 SCALARS = (
@@ -683,11 +696,35 @@ def _one_pipeline(pipeline: Any) -> None:
         return
     OUTCOMES["accepted"] += 1
     first = plan.pipeline_for(None)
+    assert not list(_forbidden_inside(first, "pipeline")), list(
+        _forbidden_inside(first, "pipeline")
+    )
     assert first[0] == TENANT_MATCH
     for sub in _sub_pipelines(first):
         assert sub[0] == TENANT_MATCH, sub
     bson.encode({"pipeline": first})
     relaxed_json(first)
+
+
+def _forbidden_inside(value: Any, path: str) -> Iterator[str]:
+    """What an accepted pipeline must never hold, wherever it is: an operator outside the
+    allow-list (stage names aside), a DBRef or code value, a non-finite number, a system
+    variable outside its allow-list."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            stage_name = key in ALLOWED_STAGES and path.endswith("]")
+            if key.startswith("$") and not stage_name and operator_refusal(key) is not None:
+                yield f"{path}.{key}"
+            yield from _forbidden_inside(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _forbidden_inside(item, f"{path}[{index}]")
+    elif isinstance(value, DBRef | Code):
+        yield f"{path} ({type(value).__name__})"
+    elif (isinstance(value, float) and not math.isfinite(value)) or (
+        isinstance(value, str) and variable_refusal(value) is not None
+    ):
+        yield f"{path} ({value})"
 
 
 @hypothesis_settings(
@@ -699,6 +736,177 @@ def _one_pipeline(pipeline: Any) -> None:
 @given(pipeline=st.one_of(PLAUSIBLE, PLAUSIBLE, PIPELINES, JSON))
 def test_random_pipelines_are_refused_or_planned_never_crash(pipeline: Any) -> None:
     _one_pipeline(pipeline)
+
+
+# -- hidden refused values: at any depth, in any allowed stage, always refused ----------------
+
+HIDDEN = st.one_of(
+    st.builds(lambda name: {name: {"eval": "function(){}", "this": "$$ROOT"}},
+              st.sampled_from(["$_internalJsEmit", "$_internalJsReduce", "$_internalAny"])),
+    st.builds(lambda op: {"$ref": "customers", "$id": 1, "x": {op: "sleep(1)"}},
+              st.sampled_from(["$where", "$function", "$accumulator", "$rand", "$_internalJsEmit"])),
+    st.builds(lambda var: {"$ref": "customers", "$id": 1, "v": var}, st.sampled_from(["$$NOW", "$$ROOT"])),
+    st.just({"$dbPointer": {"$ref": "customers", "$id": {"$oid": "0" * 24}}}),
+    st.just({"$code": "sleep(1)"}),
+    st.sampled_from(["$$USER_ROLES", "$$NOW", "$$CLUSTER_TIME", "$$SEARCH_META", "$$JS_SCOPE"]),
+    st.sampled_from([{"$where": "1"}, {"$function": {}}, {"$accumulator": {}}, {"$rand": {}}]),
+    st.sampled_from([math.nan, math.inf, -math.inf, float("-1e400"), 2**64]),
+)  # fmt: skip
+"""Values that must be refused wherever they appear in a pipeline."""
+
+
+def _bury(value: Any, path: list[str | int]) -> Any:
+    for step in reversed(path):
+        value = [0, value] if isinstance(step, int) else {step: value}
+    return value
+
+
+WRAPPERS = st.lists(
+    st.one_of(
+        st.sampled_from(["a", "b", "$and", "$or", "$in", "$cond", "$expr", "$eq"]), st.just(0)
+    ),
+    max_size=8,
+)
+STAGES_AROUND = st.sampled_from(
+    [
+        lambda v: {"$match": {"f": v}},
+        lambda v: {"$addFields": {"f": v}},
+        lambda v: {"$project": {"f": v}},
+        lambda v: {"$group": {"_id": v}},
+        lambda v: {"$lookup": {"from": "customers", "as": "c", "let": {"x": v}, "pipeline": []}},
+        lambda v: {"$facet": {"a": [{"$set": {"f": v}}]}},
+        lambda v: {"$lookup": {"from": "customers", "as": "c", "pipeline": [{"$match": {"$expr": v}}]}},
+        lambda v: {"$unionWith": {"coll": "customers", "pipeline": [{"$set": {"f": v}}]}},
+        lambda v: {"$bucket": {"groupBy": "$n", "boundaries": [0, 1], "default": 9, "output": {"o": v}}},
+    ]
+)  # fmt: skip
+
+
+@hypothesis_settings(
+    max_examples=2000 if full_run() else 300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    database=None,
+)
+@given(hidden=HIDDEN, path=WRAPPERS, stage=STAGES_AROUND, before=st.integers(0, 2))
+def test_a_refused_value_is_refused_at_any_depth(
+    hidden: Any, path: list[str | int], stage: Any, before: int
+) -> None:
+    buried = _bury(hidden, path)
+    pipeline = [{"$match": {"i": i}} for i in range(before)] + [stage(buried)]
+    with pytest.raises((PipelineRejected, ExportRefused)) as refused:
+        plan_export(
+            ExportRequest(collection="orders", pipeline=pipeline),
+            Owner(user_id="u", tenant="acme"),
+            PROPERTY_SETTINGS,
+        )
+    error = refused.value
+    assert isinstance(error, ExportRefused)
+    assert error.path.startswith(f"pipeline[{before}].$"), error.path
+    assert str(error) == f"{error.path}: {error.reason}"
+    OUTCOMES["hidden value refused"] += 1
+
+
+# -- webhooks, names, e-mail and the formula guard ---------------------------------------------
+
+ALWAYS_REFUSED = st.one_of(
+    st.ip_addresses(network="169.254.0.0/16"),
+    st.ip_addresses(network="fe80::/10"),
+    st.sampled_from(["fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::"]).map(
+        ipaddress.ip_address
+    ),
+)
+
+
+@hypothesis_settings(max_examples=400, deadline=None, database=None)
+@given(
+    address=st.ip_addresses(), listed=st.booleans(), https=st.booleans(), port=st.integers(1, 65535)
+)
+def test_a_webhook_reaches_only_public_or_listed_addresses(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, listed: bool, https: bool, port: int
+) -> None:
+    host = f"[{address}]" if address.version == 6 else str(address)
+    url = f"{'https' if https else 'http'}://{host}:{port}/hook"
+    allowed = frozenset({f"{host}:{port}"}) if listed else frozenset()
+    refusal = static_refusal(url, allowed)
+    if refusal is None:
+        assert https or listed
+        assert listed or address.is_global
+        assert not address.is_link_local
+    OUTCOMES["webhook address judged"] += 1
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
+@given(address=ALWAYS_REFUSED, spelling=st.sampled_from(["plain", "mapped", "nat64"]))
+def test_link_local_and_metadata_addresses_are_refused_in_every_spelling(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, spelling: str
+) -> None:
+    if address.version == 4 and spelling != "plain":
+        prefix = "::ffff:" if spelling == "mapped" else "64:ff9b::"
+        host = f"[{prefix}{address}]"
+    else:
+        host = f"[{address}]" if address.version == 6 else str(address)
+    url = f"https://{host}:443/"
+    assert static_refusal(url, frozenset({f"{host}:443"})) is not None, url
+
+
+FORBIDDEN_IN_NAMES = st.sampled_from(
+    ["/", "\\", '"', "'", "\r", "\n", "\x00", "\x7f", "\x85", "\u2028", "\u202e", "\u2066"]
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
+@given(
+    head=st.text(max_size=10), bad=FORBIDDEN_IN_NAMES, tail=st.text(max_size=10),
+    field=st.sampled_from(["filename", "report_id"]),
+)  # fmt: skip
+def test_names_with_separators_quotes_or_controls_are_refused(
+    head: str, bad: str, tail: str, field: str
+) -> None:
+    with pytest.raises(ValidationError):
+        ExportRequest.model_validate({"collection": "orders", field: head + bad + tail})
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
+@given(
+    local=st.from_regex(r"[a-z]{1,8}", fullmatch=True),
+    trick=st.sampled_from([", b@example.com", "; b@example.com", "\r\nBcc: b@example.com", " (x)", ">"]),
+    display=st.booleans(),
+)  # fmt: skip
+def test_an_email_is_exactly_one_address(local: str, trick: str, display: bool) -> None:
+    ExportRequest.model_validate({"collection": "o", "notify": {"email": f"{local}@example.com"}})
+    bad = f"Name <{local}@example.com>" if display else f"{local}@example.com{trick}"
+    with pytest.raises(ValidationError):
+        ExportRequest.model_validate({"collection": "o", "notify": {"email": bad}})
+    with pytest.raises(ValidationError):
+        ExportRequest.model_validate({"collection": "o", "notify": {"email": local}})
+
+
+@hypothesis_settings(max_examples=300, deadline=None, database=None)
+@given(
+    cells=st.lists(
+        st.one_of(
+            st.none(),
+            st.text(max_size=6),
+            st.builds(
+                lambda t, s: t + s, st.sampled_from(list(FORMULA_TRIGGERS)), st.text(max_size=5)
+            ),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_the_csv_formula_guard_catches_every_trigger_on_both_paths(cells: list[str | None]) -> None:
+    """A column of strings takes the encoder's one-search fast path: it must guard exactly what
+    the cell-by-cell formatter guards, for every OWASP trigger (NUL and full-width forms too)."""
+    columns = [Column(path="s")]
+    encoded = encode_part(EncodingSpec(), columns, [{"s": c} for c in cells], first_part=False)
+    parsed = list(csv.reader(io.StringIO(encoded.decode(), newline="")))
+    for cell, row in zip(cells, parsed, strict=True):
+        if cell:
+            assert row == [format_cell(cell)], (cell, row)
+            assert not cell.startswith(FORMULA_TRIGGERS) or row[0].startswith("'")
+    OUTCOMES["csv column guarded"] += 1
 
 
 def test_record_the_property_run(results: Results) -> None:

@@ -123,8 +123,10 @@ def test_formula_guard_covers_every_trigger(trigger: str) -> None:
     assert format_cell(text, formula_guard=False) == text
 
 
-def test_formula_guard_is_exactly_these_six_triggers() -> None:
-    assert set(FORMULA_TRIGGERS) == {"=", "+", "-", "@", "\t", "\r"}
+def test_formula_guard_is_exactly_the_owasp_set() -> None:
+    ascii_triggers = {"=", "+", "-", "@", "\t", "\r", "\x00"}
+    assert set(FORMULA_TRIGGERS) == ascii_triggers | {"＝", "＋", "－", "＠"}
+    assert format_cell("a＝1") == "a＝1"
     assert format_cell("a=1") == "a=1"
     assert format_cell(" =1") == " =1"
     assert format_cell("'=1") == "'=1"

@@ -121,3 +121,11 @@ def test_mongodb_is_a_replica_set_and_every_port_is_on_loopback() -> None:
     published = [port for service in services.values() for port in service.get("ports", [])]
     assert published
     assert all(str(port).startswith("127.0.0.1:") for port in published)
+
+
+def test_the_operator_must_set_the_secrets() -> None:
+    """No secret has a default in the compose file: `docker compose up` stops and says so."""
+    environment = compose()["services"]["api"]["environment"]
+    for name in ("API_JWT_SECRET", "WEBHOOK_SIGNING_SECRET"):
+        assert re.fullmatch(rf"\$\{{{name}:\?.+\}}", environment[name]), environment[name]
+    assert "change-me-local-development-only" not in COMPOSE_FILE.read_text()

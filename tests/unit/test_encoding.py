@@ -167,6 +167,19 @@ def test_csv_formula_guard_on_cells_never_on_numbers() -> None:
     assert [row[0] for row in plain] == ["=1+2", "+1", "-1", "@SUM(A1)", "\tx", "\rx", "ok"]
 
 
+@pytest.mark.parametrize("trigger", ["\x00", "＝", "＋", "－", "＠"])
+def test_csv_fast_path_guards_the_owasp_triggers(trigger: str) -> None:
+    """A column of plain strings takes the one-search fast path: it must see these too."""
+    columns = [Column(path="s")]
+    rows: list[dict[str, Any]] = [{"s": "ok"}, {"s": f"{trigger}HYPERLINK(1)"}, {"s": None}]
+    guarded = encode_part(EncodingSpec(), columns, rows, first_part=False)
+    assert guarded == f'ok\r\n\'{trigger}HYPERLINK(1)\r\n""\r\n'.encode()
+    assert (
+        encode_part(EncodingSpec(), columns, [{"s": "a＝1"}], first_part=False)
+        == "a＝1\r\n".encode()
+    )
+
+
 def test_csv_missing_and_null_columns_are_empty() -> None:
     columns = [Column(path="a"), Column(path="b.c"), Column(path="d")]
     rows: list[dict[str, Any]] = [{"a": None}, {"b": {"c": None}}, {"b": 5}, {}]

@@ -550,3 +550,68 @@ def test_mutated_valid_pipelines_only_ever_raise_pipeline_rejected(pipeline: Any
 def test_a_regex_operator_next_to_other_operators_stays_a_query() -> None:
     stage = {"$match": {"name": {"$regex": "^a", "$options": "i", "$ne": "ab"}}}
     assert validate([stage])[1] == stage
+
+
+# ---------------------------------------------------------------------------------------------
+# Allow-lists: operators and system variables; shapes the Extended JSON parser builds; numbers
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "message"),
+    [
+        (
+            [{"$group": {"_id": 1, "m": {"$_internalJsEmit": {"eval": "x", "this": 1}}}}],
+            "pipeline[0].$group.m.$_internalJsEmit: $_internalJsEmit is an internal server "
+            "operator, never allowed in exports",
+        ),
+        (
+            [{"$match": {"a": {"$_internalSchemaType": 2}}}],
+            "pipeline[0].$match.a.$_internalSchemaType: $_internalSchemaType is an internal "
+            "server operator, never allowed in exports",
+        ),
+        (
+            [{"$set": {"x": {"$toHashedIndexKey": "$a"}}}],
+            "pipeline[0].$set.x.$toHashedIndexKey: $toHashedIndexKey is not an operator exports "
+            "allow (see the operator allow-list in the README)",
+        ),
+        (
+            [{"$match": {"r": {"$ref": "customers", "$id": 1, "w": {"$where": "1"}}}}],
+            "pipeline[0].$match.r: a DBRef ($ref/$id, $dbPointer) is not allowed in a pipeline: "
+            "the server reads it as a document whose other keys exports cannot check",
+        ),
+        (
+            [{"$addFields": {"r": "$$USER_ROLES.role"}}],
+            "pipeline[0].$addFields.r: $$USER_ROLES is not allowed: reveals the roles of the "
+            "service account the export runs as",
+        ),
+        (
+            [{"$addFields": {"r": "$$JS_SCOPE"}}],
+            "pipeline[0].$addFields.r: $$JS_SCOPE is not an allowed variable; system variables "
+            "allowed: $$CURRENT, $$DESCEND, $$KEEP, $$PRUNE, $$REMOVE, $$ROOT",
+        ),
+        (
+            [{"$match": {"v": {"$lt": float("inf")}}}],
+            "pipeline[0].$match.v.$lt: NaN, Infinity and numbers too large for a double (such as "
+            '-1e400) are not JSON and would change on the way to the database; write {"$numberDouble": '
+            '"Infinity"} ("-Infinity", "NaN") for these values',
+        ),
+        (
+            [{"$match": {"v": 2**63}}],
+            "pipeline[0].$match.v: integer does not fit in 64 bits and would change on the way to "
+            'the database; write {"$numberDecimal": "..."} for it',
+        ),
+    ],
+)
+def test_allow_lists_refuse_with_path_and_reason(pipeline: Any, message: str) -> None:
+    assert rejection(pipeline) == message
+
+
+def test_allowed_operators_and_variables_pass() -> None:
+    pipeline = [
+        {"$match": {"$expr": {"$and": [{"$gte": ["$a", 1]}, {"$in": ["$b", [1, 2]]}]}}},
+        {"$set": {"r": "$$ROOT", "m": {"$map": {"input": "$l", "as": "x", "in": "$$x.v"}}}},
+        {"$match": {"v": {"$lt": {"$numberDouble": "Infinity"}}, "w": {"$ne": {"$numberDouble": "NaN"}}}},
+        {"$group": {"_id": "$k", "n": {"$sum": 1}, "top": {"$topN": {"n": 2, "sortBy": {"a": 1}, "output": "$a"}}}},
+    ]  # fmt: skip
+    validated = validate(pipeline)
+    assert validated[3]["$match"]["v"]["$lt"] == float("inf")
