@@ -442,6 +442,7 @@ async def test_a_failing_webhook_neither_blocks_nor_repeats_the_other_channels(
                 "smtp_host": "127.0.0.1",
                 "smtp_port": mailbox.port,
                 "notify_webhook_url": operator.url,
+                "webhook_allowed_hosts": f"{broken.host_port},{operator.host_port}",
             }
         )
         request = ExportRequest(
