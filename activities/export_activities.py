@@ -33,9 +33,10 @@ from domain.activity_io import (
     UploadTarget,
 )
 from domain.chunk_planning import ChunkPlan
-from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from domain.encoding import EncodingSpec, freeze_columns, needs_frozen_columns, new_part_encoder
 from domain.export_plan import ExportRefused, plan_export
 from domain.extended_json import cursor_from_json, cursor_to_json
+from domain.formats.xlsx_encoder import columns_refusal
 from domain.keyset import CursorError
 from domain.models import ExportInput
 from domain.part_sizing import MAX_PART_SIZE, target_part_size
@@ -90,10 +91,12 @@ class ExportActivities:
         """Validate and plan; freeze the CSV columns from the first rows when none were asked for."""
         plan = build_plan(export, self._settings)
         columns = export.request.columns
-        if columns is None and export.request.format == "csv":
+        if needs_frozen_columns(export.request):
             with contextlib.closing(self._rows(export, plan, None)) as rows:
                 sample = [row for row, _ in itertools.islice(rows, COLUMN_SAMPLE_SIZE)]
             columns = freeze_columns(sample)
+        if export.request.format == "xlsx" and (refusal := columns_refusal(len(columns or []))):
+            raise errors.invalid_pipeline(refusal)
         filename = objects.download_filename(export.request, export.export_id)
         key = objects.object_key(
             self._settings.export_prefix, export.owner.tenant, export.export_id, filename

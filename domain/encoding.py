@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from domain.csv_encoder import CsvPartEncoder
 from domain.flatten import freeze_columns
+from domain.formats.xlsx_encoder import XlsxPartEncoder
 from domain.jsonl_encoder import JsonlPartEncoder
 from domain.models import Column, Compression, ExportFormat, ExportRequest
 from domain.part_buffer import DEFAULT_GZIP_LEVEL
@@ -51,6 +52,10 @@ class EncodingSpec:
     """Fields (top-level names or dotted paths) the chunk planner keeps for its cursor; they
     never appear in the output (see `domain.column_access`)."""
     gzip_level: int = DEFAULT_GZIP_LEVEL
+    delimiter: str = ","
+    """The CSV cell separator (`,` `;` or tab)."""
+    timezone: str | None = None
+    """IANA zone dates are written in (CSV: with their offset); None: UTC with `Z`."""
 
     @classmethod
     def of(cls, request: ExportRequest, hidden_fields: Iterable[str] = ()) -> EncodingSpec:
@@ -58,16 +63,18 @@ class EncodingSpec:
         return cls(
             format=request.format,
             compression=request.compression,
-            bom=request.csv_bom,
+            bom=request.writes_bom,
             formula_guard=request.formula_guard,
             hidden_fields=frozenset(hidden_fields),
+            delimiter=request.csv_delimiter,
+            timezone=request.timezone,
         )
 
 
 def needs_frozen_columns(request: ExportRequest) -> bool:
-    """Whether the workflow must freeze sampled columns before the first part (CSV only:
+    """Whether the workflow must freeze sampled columns before the first part (CSV and XLSX:
     JSONL without requested columns writes whole documents)."""
-    return request.format == "csv" and request.columns is None
+    return request.format in ("csv", "xlsx") and request.columns is None
 
 
 class PartEncoder(Protocol):
@@ -125,6 +132,10 @@ def new_part_encoder(
         return CsvPartEncoder(spec, columns, first_part=first_part)
     if spec.format == "jsonl":
         return JsonlPartEncoder(spec, columns)
+    if spec.format == "xlsx":
+        if columns is None:
+            raise ValueError("an XLSX export needs its columns (requested or frozen)")
+        return XlsxPartEncoder(spec, columns, carry=carry, offset=offset)
     raise ValueError(f"unknown export format {spec.format!r}")
 
 

@@ -8,12 +8,17 @@ from urllib.parse import quote
 
 from domain.models import ExportRequest, key_segment
 
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "jsonl": "application/x-ndjson",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+EXTENSIONS = {"csv": ".csv", "jsonl": ".jsonl", "xlsx": ".xlsx"}
 _UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._\- ()+,;=@\[\]]")
 
 
 def file_extension(request: ExportRequest) -> str:
-    suffix = ".csv" if request.format == "csv" else ".jsonl"
+    suffix = EXTENSIONS[request.format]
     return suffix + (".gz" if request.compression == "gzip" else "")
 
 
