@@ -34,6 +34,7 @@ from api.schemas import (
     ExportView,
 )
 from api.visibility import list_page
+from domain.formats.describe import describe_output
 from domain.models import ExportRequest, ExportStatus, ProgressView
 
 router = APIRouter(prefix="/exports", tags=["exports"])
@@ -91,7 +92,10 @@ async def explain_export(
 ) -> ExplainResult:
     plan = plan_or_refuse(body, owner, settings)
     return ExplainResult(
-        strategy=plan.strategy, explanation=plan.explanation, pipeline=first_chunk_pipeline(plan)
+        strategy=plan.strategy,
+        explanation=plan.explanation,
+        pipeline=first_chunk_pipeline(plan),
+        output=describe_output(body),
     )
 
 

@@ -115,6 +115,11 @@ class ExportView(_Response):
         default=None, description="A presigned GET link, only when the export is COMPLETED."
     )
     download_expires_at: datetime | None = None
+    warnings: dict[str, int] = Field(
+        default_factory=dict,
+        description="Counts of values changed to fit the format, e.g. `cells_truncated` (XLSX "
+        "cells over 32,767 characters).",
+    )
 
 
 class ExportSummary(_Response):
@@ -192,6 +197,14 @@ class ExplainResult(_Response):
     explanation: str
     pipeline: list[dict[str, Any]] = Field(
         description="The first chunk's pipeline (tenant filter included), as relaxed Extended JSON."
+    )
+    output: str | None = Field(
+        default=None,
+        description="The file that will be written: format, delimiter, encoding, time zone.",
+        examples=[
+            "CSV (.csv): ';' between cells, UTF-8 with a BOM, dates in Europe/Paris with "
+            "their offset, formula guard on, preset spreadsheet_semicolon"
+        ],
     )
 
 
