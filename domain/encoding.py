@@ -135,6 +135,8 @@ def new_part_encoder(
     if spec.format == "xlsx":
         if columns is None:
             raise ValueError("an XLSX export needs its columns (requested or frozen)")
+        if not first_part and carry is None:
+            raise ValueError("an XLSX part after the first needs the previous part's carry")
         return XlsxPartEncoder(spec, columns, carry=carry, offset=offset)
     raise ValueError(f"unknown export format {spec.format!r}")
 

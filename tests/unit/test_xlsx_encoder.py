@@ -229,3 +229,8 @@ def test_an_xlsx_export_freezes_sampled_columns_like_csv() -> None:
     assert not needs_frozen_columns(
         ExportRequest(collection="c", format="xlsx", columns=[Column(path="a")])
     )
+
+
+def test_a_later_part_without_its_carry_is_refused() -> None:
+    with pytest.raises(ValueError, match="carry"):
+        new_part_encoder(XLSX, COLUMNS, first_part=False, carry=None, offset=100)
