@@ -18,7 +18,7 @@ _UNSAFE_ASCII = re.compile(r"[^A-Za-z0-9._\- ()+,;=@\[\]]")
 
 
 def file_extension(request: ExportRequest) -> str:
-    suffix = EXTENSIONS[request.format]
+    suffix = EXTENSIONS.get(request.format, "." + request.format)
     return suffix + (".gz" if request.compression == "gzip" else "")
 
 

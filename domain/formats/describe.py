@@ -25,7 +25,7 @@ def describe_output(request: ExportRequest) -> str:
     elif request.format == "xlsx":
         details = [
             "typed cells (numbers, booleans, dates), other values as CSV text",
-            f"Excel {dates.removeprefix('dates in ')} local time for dates",
+            f"Excel dates in {request.timezone or 'UTC'}",
             "a new sheet every 1,048,576 rows",
             "cells over 32,767 characters truncated",
         ]
