@@ -16,11 +16,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from bson import DatetimeMS
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MACHINE_DEPENDENT: Final = frozenset({"localtime", "posixrules"})
 
 
 def check_timezone(name: str) -> str:
-    """`name` if it is a time zone the database knows, else ValueError naming it."""
+    """`name` if it is a time zone the database knows, else ValueError naming it.
+
+    `localtime` is refused: it is whatever zone a machine is set to, so two workers could write
+    different bytes for the same part."""
     try:
+        if name in _MACHINE_DEPENDENT:
+            raise ValueError(name)
         zone_of(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         raise ValueError(

@@ -77,6 +77,7 @@ def test_the_spreadsheet_preset_is_a_bom_and_semicolons() -> None:
     [
         ({"timezone": "Mars/Olympus"}, "not an IANA time zone"),
         ({"timezone": "../../etc/passwd"}, "not an IANA time zone"),
+        ({"timezone": "localtime"}, "not an IANA time zone"),
         ({"delimiter": "|"}, "delimiter"),
         ({"format": "jsonl", "delimiter": ";"}, "applies to csv exports only"),
         ({"format": "xlsx", "csv_preset": "spreadsheet_semicolon"}, "applies to csv"),
