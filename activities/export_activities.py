@@ -40,10 +40,11 @@ from domain.activity_io import (
     UploadTarget,
 )
 from domain.chunk_planning import ChunkPlan
-from domain.encoding import EncodingSpec, new_part_encoder
+from domain.encoding import EncodingSpec, needs_frozen_columns, new_part_encoder
 from domain.export_plan import ExportRefused, plan_export
 from domain.export_policy import ExportPolicy
 from domain.extended_json import cursor_from_json, cursor_to_json
+from domain.formats.xlsx_encoder import columns_refusal
 from domain.keyset import CursorError
 from domain.models import ExportInput
 from domain.part_sizing import MAX_PART_SIZE, target_part_size
@@ -120,11 +121,13 @@ class ExportActivities:
         with heartbeating(_nothing):
             plan = build_plan(export, self._settings)
             columns = export.request.columns
-            if columns is None and export.request.format == "csv":
+            if needs_frozen_columns(export.request):
                 with contextlib.closing(self._rows(export, plan, None)) as rows:
                     sample = [row for row, _ in itertools.islice(rows, COLUMN_SAMPLE_SIZE)]
                 policy_settings = settings_for(export, self._settings)
                 columns = capped_columns(policy_settings, sample, plan.hidden_fields)
+        if export.request.format == "xlsx" and (refusal := columns_refusal(len(columns or []))):
+            raise errors.invalid_pipeline(refusal)
         filename = objects.download_filename(export.request, export.export_id)
         key = objects.object_key(
             self._settings.export_prefix, export.owner.tenant, export.export_id, filename

@@ -35,6 +35,7 @@ from api.schemas import (
 )
 from api.visibility import list_page
 from domain import objects
+from domain.formats.describe import describe_output
 from domain.models import ExportRequest, ExportStatus, ProgressView
 from domain.quotas import ExportQuotas
 
@@ -97,6 +98,7 @@ async def explain_export(body: RequestBody, owner: OwnerDep, svc: ServicesDep) -
         format=body.format,
         content_type=objects.content_type(body),
         quotas=ExportQuotas.of(svc.settings),
+        output=describe_output(body),
     )
 
 

@@ -114,7 +114,8 @@ class ExportView(_Response):
     error: str | None = None
     warnings: dict[str, int] = Field(
         default_factory=dict,
-        description="Counts of values changed to fit the format, e.g. `invalid_utf8_replaced`.",
+        description="Counts of values changed to fit the format: `invalid_utf8_replaced`, "
+        "`cells_truncated` (XLSX cells over 32,767 characters), `parquet_values_written_as_null`.",
     )
     download_url: str | None = Field(
         default=None, description="A presigned GET link, only when the export is COMPLETED."
@@ -203,6 +204,14 @@ class ExplainResult(_Response):
         default=None, description="The object's content type, e.g. application/vnd.apache.parquet."
     )
     quotas: ExportQuotas = Field(description="The caps the export would run under.")
+    output: str | None = Field(
+        default=None,
+        description="The file that will be written: format, delimiter, encoding, time zone.",
+        examples=[
+            "CSV (.csv): ';' between cells, UTF-8 with a BOM, dates in Europe/Paris with "
+            "their offset, formula guard on, preset spreadsheet_semicolon"
+        ],
+    )
 
 
 class Health(_Response):

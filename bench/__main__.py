@@ -36,6 +36,7 @@ SCENARIOS: dict[int, tuple[str, str]] = {
     4: ("bench.s4_responsiveness", "API latency with three large exports running"),
     5: ("bench.s5_encoding", "CSV encoder vs bare csv.writer"),
     6: ("bench.s6_orchestration", "orchestration overhead from the workflow history"),
+    7: ("bench.s7_xlsx", "XLSX encoder vs xlsxwriter constant memory"),
 }
 
 log = logging.getLogger("bench")

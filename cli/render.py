@@ -77,6 +77,10 @@ def print_status(out: Console, view: JsonObject) -> None:
     ]
     if view.get("error"):
         rows.append(("Error", view["error"]))
+    if view.get("warnings"):
+        rows.append(
+            ("Warnings", ", ".join(f"{kind}: {n:,}" for kind, n in view["warnings"].items()))
+        )
     if view.get("download_url"):
         rows.append(("Link expires", when(view.get("download_expires_at"))))
     for key, value in rows:
@@ -111,5 +115,7 @@ def print_explain(out: Console, explained: JsonObject) -> None:
     if explained.get("format"):
         out.print(f"format: {explained['format']} ({explained.get('content_type')})")
     out.print(explained["explanation"])
+    if explained.get("output"):
+        out.print(f"output: {explained['output']}")
     out.print("first chunk's pipeline:")
     print_json(out, explained["pipeline"])

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, get_args
 
 from cli.errors import EXIT_USAGE, CliError
-from domain.models import Compression, ExportFormat
+from domain.models import Compression, CsvPreset, ExportFormat
 
 JsonObject = dict[str, Any]
+DELIMITERS = {",": ",", ";": ";", "tab": "\t", "\\t": "\t"}
 
 
 def parse_column(text: str) -> JsonObject:
@@ -59,6 +60,23 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--filename", help="the name the file downloads as (default: derived from the export)"
     )
+    parser.add_argument(
+        "--delimiter",
+        choices=sorted(DELIMITERS),
+        help="CSV cell separator: ',' ';' or tab (default: ',')",
+    )
+    parser.add_argument(
+        "--timezone",
+        metavar="ZONE",
+        help="IANA time zone for dates, e.g. Europe/Paris: CSV dates carry its offset, XLSX "
+        "dates are its local time (default: UTC, written with Z)",
+    )
+    parser.add_argument(
+        "--csv-preset",
+        choices=get_args(CsvPreset),
+        help="spreadsheet_semicolon: a UTF-8 BOM and ';' between cells, for spreadsheets in "
+        "locales whose list separator is ';'",
+    )
 
 
 def _read_pipeline(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -101,6 +119,9 @@ def request_body(args: argparse.Namespace) -> JsonObject:
         "format": args.format,
         "compression": args.compression,
         "filename": args.filename,
+        "delimiter": DELIMITERS[args.delimiter] if args.delimiter else None,
+        "timezone": args.timezone,
+        "csv_preset": args.csv_preset,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     notify = {

@@ -15,12 +15,16 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
+
+from bson import DatetimeMS
 
 from domain.cell_format import format_cell, guard_formula
 from domain.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
 from domain.flatten import MISSING, value_at_parts
+from domain.formats.timezones import zone_of, zoned_iso
 from domain.models import Column
 from domain.part_buffer import PartBuffer
 
@@ -34,6 +38,7 @@ BATCH_CHARS: Final = 64 * 1024
 
 _TEXT_KINDS: Final[frozenset[type]] = frozenset({str, type(None)})
 _INT_KINDS: Final[frozenset[type]] = frozenset({int, type(None)})
+_DATE_KINDS: Final[frozenset[type]] = frozenset({datetime, DatetimeMS})
 # Values are joined with NUL; a trigger right after a NUL starts a value. A NUL inside a value
 # (or a value starting with NUL, which is itself a trigger) can only cause a false alarm, which the value-by-value guard then sorts out.
 _TRIGGER_AFTER_NUL: Final = re.compile("\x00[-=+@\t\r\x00＝＋－＠]")
@@ -58,7 +63,13 @@ class CsvPartEncoder:
         self._guard = spec.formula_guard
         self._plan: list[ColumnAccess] = plan_columns(columns, spec.hidden_fields)
         self._strip = paths_to_strip(columns, spec.hidden_fields)
-        self._writer = csv.writer(self._out.text, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+        self._writer = csv.writer(
+            self._out.text,
+            delimiter=spec.delimiter,
+            lineterminator="\r\n",
+            quoting=csv.QUOTE_MINIMAL,
+        )
+        self._zone = None if spec.timezone is None else zone_of(spec.timezone)
         self._batch: list[Row] = []
         self._batch_limit = FIRST_BATCH_ROWS
         self._encoded_rows = 0
@@ -140,4 +151,12 @@ class CsvPartEncoder:
         if kinds <= _INT_KINDS:
             return values
         guard = self._guard
+        zone = self._zone
+        if zone is not None and not kinds.isdisjoint(_DATE_KINDS):
+            return [
+                zoned
+                if (zoned := zoned_iso(value, zone)) is not None
+                else format_cell(value, guard)
+                for value in values
+            ]
         return [format_cell(value, guard) for value in values]

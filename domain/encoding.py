@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 
 from domain.csv_encoder import CsvPartEncoder
 from domain.flatten import freeze_columns
+from domain.formats.xlsx_encoder import XlsxPartEncoder
 from domain.jsonl_encoder import JsonlPartEncoder
 from domain.models import Column, Compression, ExportFormat, ExportRequest
 from domain.part_buffer import DEFAULT_GZIP_LEVEL
@@ -56,6 +57,10 @@ class EncodingSpec:
     engine: Engine = "python"
     """`arrow`: CSV cells of raw BSON rows made by PyMongoArrow and Arrow compute, the same bytes
     (`domain.formats.arrow_csv`); `python`: the reference encoder."""
+    delimiter: str = ","
+    """The CSV cell separator (`,` `;` or tab)."""
+    timezone: str | None = None
+    """IANA zone dates are written in (CSV: with their offset); None: UTC with `Z`."""
 
     @classmethod
     def of(
@@ -65,10 +70,12 @@ class EncodingSpec:
         return cls(
             format=request.format,
             compression=request.compression,
-            bom=request.csv_bom,
+            bom=request.writes_bom,
             formula_guard=request.formula_guard,
             hidden_fields=frozenset(hidden_fields),
             engine=engine,
+            delimiter=request.csv_delimiter,
+            timezone=request.timezone,
         )
 
     @property
@@ -89,9 +96,9 @@ class EncodingSpec:
 
 
 def needs_frozen_columns(request: ExportRequest) -> bool:
-    """Whether the workflow must freeze sampled columns before the first part (CSV only:
+    """Whether the workflow must freeze sampled columns before the first part (CSV and XLSX:
     JSONL without requested columns writes whole documents)."""
-    return request.format == "csv" and request.columns is None
+    return request.format in ("csv", "xlsx") and request.columns is None
 
 
 class PartEncoder(Protocol):
@@ -157,6 +164,12 @@ def new_part_encoder(
         from domain.formats.parquet import ParquetPartEncoder  # pyarrow loads only when asked
 
         return ParquetPartEncoder(spec, columns, first_part=first_part, carry=carry, offset=offset)
+    if spec.format == "xlsx":
+        if columns is None:
+            raise ValueError("an XLSX export needs its columns (requested or frozen)")
+        if not first_part and carry is None:
+            raise ValueError("an XLSX part after the first needs the previous part's carry")
+        return XlsxPartEncoder(spec, columns, carry=carry, offset=offset)
     raise ValueError(f"unknown export format {spec.format!r}")
 
 

@@ -14,12 +14,24 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import email_validator
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from domain.export_policy import ExportPolicy
+from domain.formats.timezones import check_timezone
 
-ExportFormat = Literal["csv", "jsonl", "parquet"]
+ExportFormat = Literal["csv", "jsonl", "parquet", "xlsx"]
 Compression = Literal["none", "gzip"]
+Delimiter = Literal[",", ";", "\t"]
+CsvPreset = Literal["spreadsheet_semicolon"]
+"""`spreadsheet_semicolon`: for spreadsheets in locales whose list separator is `;` (most of
+continental Europe): a UTF-8 BOM and `;` between cells."""
 
 MAX_KEY_SEGMENT_BYTES = 255
 """A file name or directory in an object key; the POSIX-backed S3 servers' limit (AWS: 1,024 for
@@ -132,6 +144,48 @@ class ExportRequest(_Frozen):
     """Prefix the CSV with a UTF-8 byte order mark, so Excel reads it as UTF-8."""
     formula_guard: bool = True
     """Prefix string cells that a spreadsheet would run as a formula with a quote."""
+    delimiter: Delimiter | None = None
+    """The CSV cell separator: `,` (the default), `;` or a tab."""
+    timezone: Annotated[str | None, Field(default=None, max_length=64)] = None
+    """An IANA time zone (`Europe/Paris`): CSV dates are written in it with their offset
+    (`2024-03-01T10:00:00.000+01:00`), XLSX dates are its wall-clock time. Default: UTC (`Z`)."""
+    csv_preset: CsvPreset | None = None
+    """A bundle of CSV options for spreadsheets (see `CsvPreset`); an explicit `delimiter` must
+    agree with it."""
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_is_iana(cls, value: str | None) -> str | None:
+        return None if value is None else check_timezone(value)
+
+    @model_validator(mode="after")
+    def _options_fit_the_format(self) -> ExportRequest:
+        if self.format == "xlsx" and self.compression != "none":
+            raise ValueError("an xlsx file is compressed already: use compression 'none'")
+        if self.format != "csv":
+            given = [name for name in ("delimiter", "csv_preset") if getattr(self, name)]
+            if given:
+                raise ValueError(
+                    f"{' and '.join(given)} applies to csv exports only, not {self.format}"
+                )
+        if self.csv_preset == "spreadsheet_semicolon" and self.delimiter not in (None, ";"):
+            raise ValueError(
+                f"csv_preset 'spreadsheet_semicolon' writes ';' between cells, but delimiter "
+                f"is {self.delimiter!r}: leave one of them out"
+            )
+        return self
+
+    @property
+    def csv_delimiter(self) -> str:
+        """The CSV cell separator in effect (the preset's, the explicit one or `,`)."""
+        if self.delimiter is not None:
+            return self.delimiter
+        return ";" if self.csv_preset == "spreadsheet_semicolon" else ","
+
+    @property
+    def writes_bom(self) -> bool:
+        """Whether the CSV starts with a UTF-8 BOM (asked for, or by the preset)."""
+        return self.csv_bom or self.csv_preset == "spreadsheet_semicolon"
 
     @field_validator("compression")
     @classmethod

@@ -189,6 +189,25 @@ async def test_explain_plans_without_starting(
     assert listed.json()["items"] == []
 
 
+async def test_explain_describes_the_csv_options_and_refuses_unknown_zones(
+    api: Api, http: httpx.AsyncClient
+) -> None:
+    owner = new_owner()
+    body = {**_body("orders"), "csv_preset": "spreadsheet_semicolon", "timezone": "Europe/Paris"}
+    response = await http.post(f"{api.url}/exports/explain", json=body, headers=api.headers(owner))
+    assert response.status_code == 200, response.text
+    assert response.json()["output"].startswith(
+        "CSV (.csv): ';' between cells, UTF-8 with a BOM, dates in Europe/Paris with their offset"
+    )
+    refused = await http.post(
+        f"{api.url}/exports/explain",
+        json={**_body("orders"), "timezone": "Mars/Olympus"},
+        headers=api.headers(owner),
+    )
+    assert refused.status_code == 422
+    assert "Mars/Olympus" in refused.text
+
+
 async def test_list_pages_newest_first(idle_api: IdleApiFactory, http: httpx.AsyncClient) -> None:
     api = idle_api(max_running_exports_per_user=10)
     owner = new_owner()
