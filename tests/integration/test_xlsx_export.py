@@ -22,6 +22,7 @@ import openpyxl
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from domain.export_policy import ExportPolicy
 from domain.formats.xlsx_cells import TRUNCATION_MARKER
 from domain.formats.xlsx_package import MAX_CELL_CHARS, MAX_ROWS
 from domain.models import Column, ExportRequest, ExportStatus
@@ -283,8 +284,10 @@ async def test_a_40000_character_cell_is_truncated_and_counted(
 async def test_more_columns_than_a_sheet_holds_is_refused_at_planning(
     settings: Settings, collection: str
 ) -> None:
+    """Reachable where an operator raised EXPORT_MAX_COLUMNS above Excel's 16,384 columns."""
     h.seed(settings, collection, [{"_id": 1, **{f"f{i}": i for i in range(16_400)}}])
-    export = h.new_export(ExportRequest(collection=collection, format="xlsx"))
+    wide = ExportPolicy.of(settings).model_copy(update={"export_max_columns": 20_000})
+    export = h.new_export(ExportRequest(collection=collection, format="xlsx"), policy=wide)
     async with h.in_process_worker(settings) as client:
         handle = await h.start(client, settings, export)
         with pytest.raises(WorkflowFailureError):
