@@ -1,54 +1,5 @@
-"""The one place a boto3 S3 client is built, from Settings."""
+"""Moved to `connections.s3`; kept so modules written against the old path still import."""
 
-from __future__ import annotations
+from connections.s3 import make_presigning_client, make_s3_client, s3_config
 
-from typing import TYPE_CHECKING
-
-import boto3
-from botocore.config import Config
-
-from domain.settings import Settings
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-
-def s3_config(
-    *, max_attempts: int = 3, connect_timeout: float = 5, read_timeout: float = 60
-) -> Config:
-    """Client config shared by the worker, the API and the tests.
-
-    Checksums: since botocore 1.36 the default is `when_supported`, which adds CRC32 trailers
-    (aws-chunked encoding) to every upload. S3-compatible servers differ in how they handle those,
-    and a retried part must be byte-for-byte the same request, so we compute and validate
-    checksums only where an operation requires them (`when_required`); each part's integrity is
-    checked instead by the Content-MD5 the upload sends, which every S3 server verifies.
-    Presigned URLs use SigV4 (`s3v4`): the default presign signature is refused by some servers.
-    """
-    return Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
-        retries={"max_attempts": max_attempts, "mode": "standard"},
-        connect_timeout=connect_timeout,
-        read_timeout=read_timeout,
-    )
-
-
-def make_presigning_client(settings: Settings) -> S3Client:
-    """A client whose presigned URLs carry the public endpoint (`S3_PUBLIC_ENDPOINT_URL`): a
-    SigV4 signature covers the host, so a link must be signed for the host its user reaches."""
-    public = settings.s3_public_endpoint_url or settings.s3_endpoint_url
-    return make_s3_client(settings.model_copy(update={"s3_endpoint_url": public}))
-
-
-def make_s3_client(settings: Settings, *, max_attempts: int = 3) -> S3Client:
-    """A client for the configured endpoint; credentials come from the environment (boto3's chain)."""
-    client: S3Client = boto3.client(
-        "s3",
-        endpoint_url=settings.s3_endpoint_url,
-        region_name=settings.aws_region,
-        config=s3_config(max_attempts=max_attempts),
-    )
-    return client
+__all__ = ["make_presigning_client", "make_s3_client", "s3_config"]

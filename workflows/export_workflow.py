@@ -25,7 +25,15 @@ with workflow.unsafe.imports_passed_through():
         PartRequest,
         UploadTarget,
     )
-    from domain.models import ExportInput, ExportState, ExportStatus, ProgressView
+    from domain.models import (
+        PROGRESS_MEMO_KEY,
+        ExportInput,
+        ExportState,
+        ExportStatus,
+        ProgressMemo,
+        ProgressView,
+    )
+    from workflows.task_queues import activity_task_queue
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportStatus")
 OWNER_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportOwner")
@@ -37,6 +45,8 @@ RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     non_retryable_error_types=NON_RETRYABLE_TYPES,
 )
+PROGRESS_MEMO_PATCH = "progress-memo"
+"""Patch id of publishing progress to the memo (histories recorded before it have no upserts)."""
 SHORT = timedelta(minutes=2)
 PART_TIMEOUT = timedelta(minutes=30)
 PART_HEARTBEAT = timedelta(seconds=10)  # activities heartbeat every 2 s from a side thread
@@ -78,6 +88,7 @@ class ExportWorkflow:
             prepared = await workflow.execute_activity_method(
                 ExportActivities.prepare_export,
                 export,
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -91,6 +102,7 @@ class ExportWorkflow:
             state.upload_id = await workflow.execute_activity_method(
                 ExportActivities.start_upload,
                 UploadTarget(export=export, object_key=state.object_key, filename=state.filename),
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=SHORT,
                 retry_policy=RETRY,
             )
@@ -112,6 +124,7 @@ class ExportWorkflow:
                     bytes_so_far=state.bytes,
                     format_state=state.format_state,
                 ),
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=PART_TIMEOUT,
                 heartbeat_timeout=PART_HEARTBEAT,
                 retry_policy=RETRY,
@@ -127,6 +140,7 @@ class ExportWorkflow:
                 state.warnings[kind] = state.warnings.get(kind, 0) + count
             state.parts_done = result.part_number
             state.next_part_number = result.part_number + 1
+            self._publish_progress()
             if result.exhausted:
                 self._set_status(ExportStatus.COMPLETING, "completing the upload")
         await workflow.execute_activity_method(
@@ -134,6 +148,7 @@ class ExportWorkflow:
             CompleteRequest(
                 object_key=state.object_key, upload_id=state.upload_id, parts=state.parts_done
             ),
+            task_queue=activity_task_queue(),
             start_to_close_timeout=SHORT,
             retry_policy=RETRY,
         )
@@ -152,6 +167,7 @@ class ExportWorkflow:
             await workflow.execute_activity_method(
                 ExportActivities.abort_upload,
                 AbortRequest(object_key=state.object_key, upload_id=state.upload_id),
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=SHORT,
                 retry_policy=RetryPolicy(maximum_attempts=20),
             )
@@ -172,6 +188,7 @@ class ExportWorkflow:
             await workflow.execute_activity_method(
                 NotifyActivities.notify,
                 outcome,
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2)),
             )
@@ -181,7 +198,15 @@ class ExportWorkflow:
     def _set_status(self, status: ExportStatus, details: str) -> None:
         self._state.status = status
         workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status.value)])
+        self._publish_progress()
         self._details(details)
+
+    def _publish_progress(self) -> None:
+        """Write the counters to the memo, where the API reads them from the Temporal server
+        without asking a worker. A memo upsert is a command: histories of the previous version
+        have none, so it is patched in (they replay without it)."""
+        if workflow.patched(PROGRESS_MEMO_PATCH):
+            workflow.upsert_memo({PROGRESS_MEMO_KEY: ProgressMemo.of(self._state)})
 
     def _details(self, what: str) -> None:
         state = self._state

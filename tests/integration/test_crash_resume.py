@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from connections.temporal import connect
 from devstack import services
 from domain.models import ExportRequest, ExportStatus
 from domain.settings import Settings
 from tests.integration import export_harness as h
 from tests.integration.test_export_workflow import documents
 from workflows.export_workflow import ExportWorkflow
-from workflows.temporal_client import connect
 
 pytestmark = pytest.mark.slow
 

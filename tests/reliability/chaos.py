@@ -27,14 +27,14 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.s3_client import make_s3_client
+from connections.s3 import make_s3_client
+from connections.temporal import connect
 from devstack import services
 from devstack.toxiproxy import Proxy, Stream
 from domain.models import ExportInput, ExportRequest, ExportStatus, Owner, ProgressView
 from domain.settings import Settings
 from tests.integration import export_harness as h
 from workflows.export_workflow import ExportWorkflow
-from workflows.temporal_client import connect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTNAME = socket.gethostname()

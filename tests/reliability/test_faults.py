@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
+from connections.temporal import connect
 from devstack.toxiproxy import Proxy
 from domain.models import Column, ExportRequest, ProgressView
 from domain.settings import Settings
@@ -34,7 +35,6 @@ from tests.reliability import chaos
 from tests.reliability.chaos import Toxic, toxic
 from tests.reliability.conftest import full_only, through_proxies
 from tests.reliability.results import Results, logs_dir
-from workflows.temporal_client import connect
 
 pytestmark = [pytest.mark.reliability, pytest.mark.services, pytest.mark.slow]
 
