@@ -96,6 +96,7 @@ class ExportWorkflow:
             state.columns = prepared.columns
             state.object_key = prepared.object_key
             state.filename = prepared.filename
+            self._publish_progress()  # the strategy, for status requests during the first part
         assert state.object_key is not None
         assert state.filename is not None
         if state.upload_id is None:

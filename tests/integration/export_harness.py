@@ -21,10 +21,11 @@ from temporalio.worker import Worker
 from activities.export_activities import ExportActivities, build_plan
 from activities.janitor_activities import JanitorActivities
 from activities.notify_activities import NotifyActivities
+from api.server_progress import progress_from_server
 from connections.s3 import make_s3_client
 from connections.temporal import connect
 from domain.encoding import EncodingSpec, new_part_encoder
-from domain.models import Column, ExportInput, ExportRequest, Owner
+from domain.models import Column, ExportInput, ExportRequest, Owner, ProgressView
 from domain.settings import Settings
 from scripts.seed_inspections import insert_in_batches
 from workflows.export_workflow import ExportWorkflow
@@ -159,13 +160,19 @@ async def start(
     )
 
 
+async def server_progress(handle: WorkflowHandle[Any, Any]) -> ProgressView | None:
+    """The progress as the API reads it: from the Temporal server alone (memo and pending
+    heartbeat), so it answers while every worker is stopped."""
+    return await progress_from_server(await handle.describe())
+
+
 async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, within: float = 120) -> Any:
-    """Poll the progress query until `predicate(progress)` holds."""
+    """Poll the server-side progress until `predicate(progress)` holds (no worker needed)."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
         with contextlib.suppress(Exception):
-            progress = await handle.query(ExportWorkflow.progress)
-            if predicate(progress):
+            progress = await server_progress(handle)
+            if progress is not None and predicate(progress):
                 return progress
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("the export did not reach the expected progress in time")
