@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
@@ -68,28 +68,57 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+WorkerRole = Literal["workflows", "activities"]
+KillTarget = Literal["activities", "workflows", "both"]
+KILL_TARGETS: tuple[KillTarget, ...] = ("activities", "workflows", "both")
+"""What a SIGKILL hits: an activity process, the workflow process, or one of each at once."""
+
+
 class WorkerFleet:
-    """`export-worker` subprocesses on one task queue; the test kills and restarts them."""
+    """`export-worker` subprocesses on one task queue, as `--role all` lays them out: one
+    workflow process and `activity_processes` activity processes; the test kills and restarts
+    them."""
 
     def __init__(self, settings: Settings, log: Path, faults: FaultLog) -> None:
         self.settings = settings
         self.log = log
         self.faults = faults
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.roles: dict[int, WorkerRole] = {}
         self.peak_rss: dict[int, int] = {}
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def start(self, activity_processes: int = 1) -> None:
+        self.spawn("workflows")
+        for _ in range(activity_processes):
+            self.spawn("activities")
+
+    def spawn(self, role: WorkerRole = "activities") -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
-            out.write(f"\n--- worker started at {time.strftime('%H:%M:%S')}\n".encode())
+            out.write(f"\n--- {role} worker started at {time.strftime('%H:%M:%S')}\n".encode())
             process = subprocess.Popen(
-                [sys.executable, "-m", "workflows.worker", "--log-level", "WARNING"],
+                [
+                    sys.executable,
+                    "-m",
+                    "workflows.worker",
+                    "--role",
+                    role,
+                    "--log-level",
+                    "WARNING",
+                ],
                 cwd=REPO_ROOT,
                 env=worker_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         self.processes.append(process)
+        self.roles[process.pid] = role
         return process
+
+    def role_of(self, process: subprocess.Popen[bytes]) -> WorkerRole:
+        return self.roles[process.pid]
+
+    def alive_of(self, role: WorkerRole) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.alive() if self.roles[p.pid] == role]
 
     def alive(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.processes if p.poll() is None]
@@ -105,7 +134,7 @@ class WorkerFleet:
         """SIGKILL: no graceful shutdown, whatever it was doing is lost."""
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
-            self.faults.add("worker SIGKILL")
+            self.faults.add(f"{self.role_of(process)} worker process SIGKILL")
             self.faults.kill_times.append(time.monotonic())
         process.wait()
 
@@ -210,22 +239,28 @@ async def kill_randomly(
     gap: tuple[float, float],
     *,
     restart: bool = True,
+    targets: Sequence[KillTarget] = KILL_TARGETS,
 ) -> None:
-    """Until `stop`: after a random gap, SIGKILL a random live worker (then start a new one)."""
+    """Until `stop`: after a random gap, SIGKILL a random live activity process, the workflow
+    process, or one of each (drawn from `targets`), then start the same kinds again."""
     while not stop.is_set():
         if await _sleep_or_stop(rng.uniform(*gap), stop):
             return
-        alive = fleet.alive()
-        if not alive:
+        target = rng.choice(list(targets))
+        roles: list[WorkerRole] = ["workflows", "activities"] if target == "both" else [target]
+        victims = [rng.choice(alive) for role in roles if (alive := fleet.alive_of(role))]
+        if not victims:
             continue
-        victim = rng.choice(alive)
+        identities = {f"{victim.pid}@{HOSTNAME}" for victim in victims}
         for workflow_id in workflow_ids:
             for kind, identity in await pending_activities(client_of(), workflow_id):
-                if identity == f"{victim.pid}@{HOSTNAME}":
+                if identity in identities:
                     fleet.faults.in_flight_at_kill[kind] += 1
-        fleet.kill(victim)
-        if restart:
-            fleet.spawn()
+        for victim in victims:
+            role = fleet.role_of(victim)
+            fleet.kill(victim)
+            if restart:
+                fleet.spawn(role)
 
 
 async def sample_memory(fleet: WorkerFleet, stop: asyncio.Event, every: float = 0.25) -> None:

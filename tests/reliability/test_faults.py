@@ -70,6 +70,7 @@ class Scenario:
     min_kills: int = 0
     """SIGKILLs each export must live through (between its start and its end)."""
     workers: int = 1
+    """Activity worker processes (beside the one workflow process)."""
     restart_temporal: bool = False
     kill_one_of_two: bool = False
     batch_size: int | None = None
@@ -111,14 +112,17 @@ MONGO_BURSTS = (
 COMBINED = Scenario(
     "combined",
     "S3 and MongoDB connections reset, cut after a byte budget and timed out in random bursts, "
-    "S3 latency, and the worker SIGKILLed at random moments (CI-sized)",
+    "S3 latency, and worker processes (activity, workflow, both) SIGKILLed at random moments "
+    "(CI-sized)",
     rows=(8_000,),
     steady=(toxic("s3", "latency", "downstream", latency=40, jitter=20),),
     bursts=S3_BURSTS + MONGO_BURSTS,
     burst_gap=(1.0, 3.0),
-    kill_gap=(4.0, 8.0),
+    # Wider than one process's restart plus the 10 s heartbeat timeout of a killed part, now
+    # that a kill can take the workflow process, an activity process or both.
+    kill_gap=(8.0, 14.0),
     min_kills=2,
-    within=240.0,
+    within=360.0,  # a killed part waits out its heartbeat timeout and a growing retry backoff
 )
 
 FULL_SCENARIOS = [
@@ -155,8 +159,9 @@ FULL_SCENARIOS = [
     ),
     Scenario(
         "worker_sigkill",
-        "the worker SIGKILLed at random moments, at least three times per export, two exports "
-        "(JSON Lines and CSV) at once",
+        "worker processes SIGKILLed at random moments (an activity process, the workflow "
+        "process, or both at once), at least three times per export, two exports (JSON Lines "
+        "and CSV) at once",
         rows=(SOURCE_DOCUMENTS, SOURCE_DOCUMENTS),
         csv=True,
         kill_gap=(3.0, 7.0),
@@ -169,7 +174,8 @@ FULL_SCENARIOS = [
     ),
     Scenario(
         "two_workers_kill_one",
-        "two workers; the one running the part in flight is SIGKILLed and not restarted",
+        "two activity worker processes; the one running the part in flight is SIGKILLed and "
+        "not restarted",
         workers=2,
         kill_one_of_two=True,
     ),
@@ -332,8 +338,7 @@ async def run_scenario(
     runs: list[chaos.ExportRun] = []
     finished: list[tuple[ProgressView | None, str | None, float]] = []
     try:
-        for _ in range(scenario.workers):
-            fleet.spawn()
+        fleet.start(activity_processes=scenario.workers)
         runs = await chaos.start_exports(
             clients(), worker_settings, _requests(scenario, collection), h.OWNER
         )

@@ -153,8 +153,8 @@ async def test_forty_exports_from_eight_users_at_once(
         for tenant in TENANTS
     }
     fleet = chaos.WorkerFleet(load_settings, tmp_path / "worker.log", chaos.FaultLog())
-    fleet.spawn()
-    await asyncio.sleep(3)  # the worker imports and connects
+    fleet.start()
+    await asyncio.sleep(3)  # the workers import and connect
     fleet.sample_rss()
     idle_rss = max(fleet.peak_rss.values(), default=0)
     stop = asyncio.Event()
