@@ -118,11 +118,12 @@ COMBINED = Scenario(
     steady=(toxic("s3", "latency", "downstream", latency=40, jitter=20),),
     bursts=S3_BURSTS + MONGO_BURSTS,
     burst_gap=(1.0, 3.0),
-    # Wider than one process's restart plus the 10 s heartbeat timeout of a killed part, now
-    # that a kill can take the workflow process, an activity process or both.
-    kill_gap=(8.0, 14.0),
+    # A killed part waits out its 10 s heartbeat timeout and a growing retry backoff, and a new
+    # process takes seconds to start on a loaded machine: kills closer together than a part's
+    # whole retry cycle starve the export. Two kills per export is what this scenario asks.
+    kill_gap=(15.0, 25.0),
     min_kills=2,
-    within=360.0,  # a killed part waits out its heartbeat timeout and a growing retry backoff
+    within=360.0,
 )
 
 FULL_SCENARIOS = [
