@@ -36,7 +36,7 @@ def isolated(settings: Settings, unique_name: str) -> Settings:
     return settings.model_copy(update={"temporal_task_queue": f"crash-{unique_name}"})
 
 
-KILL_TARGETS = {
+KILL_TARGETS: dict[str, tuple[h.WorkerRole, ...]] = {
     "activity-process": ("activities",),
     "workflow-process": ("workflows",),
     "both": ("workflows", "activities"),
@@ -59,7 +59,8 @@ async def test_kill_9_of_each_kind_of_worker_process_mid_export_gives_the_refere
     killed = KILL_TARGETS[target]
     kills = []
     with contextlib.ExitStack() as survivors:
-        for role in ("workflows", "activities"):
+        roles: tuple[h.WorkerRole, ...] = ("workflows", "activities")
+        for role in roles:
             if role not in killed:
                 survivors.enter_context(h.worker_process(settings, log, role))
         for parts_before_kill in (1, 2):
