@@ -40,6 +40,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 from temporalio.client import Client, WorkflowFailureError
 
 from api.server_progress import progress_from_server
@@ -61,6 +62,7 @@ from bench.product import auth_headers, delete_objects, owner, start_export
 from bench.report import ScenarioResult, Target, judge
 from bench.s1_end_to_end import request_for
 from bench.stats import latency_summary
+from devstack import services
 from workflows.export_workflow import ExportWorkflow
 
 ENGINE = "mongo-java-server"
@@ -81,6 +83,10 @@ BUSY_CORES = 0.5
 """The worker processes must use at least this many cores during the loaded window."""
 BASELINE_DEGRADES = 2.0
 """The export-inside-the-handler baseline's p99 under load ÷ idle must reach this."""
+
+QUIET_CORES = 0.15
+QUIET_SAMPLE_SECONDS = 2.0
+QUIET_WITHIN_SECONDS = 300.0
 
 Probe = Callable[[], Awaitable[bool]]
 """Sends one request; True when the answer is degraded (no counters, or timed out)."""
@@ -202,6 +208,35 @@ async def rows_now(temporal: Client, ids: list[str]) -> list[int | None]:
     return found
 
 
+def _engine_process() -> psutil.Process | None:
+    pid = services.SERVICES[ENGINE].pid()
+    return psutil.Process(pid) if pid is not None else None
+
+
+def _cpu(processes: list[Any]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+async def wait_quiet(stack: ProductStack, within: float = QUIET_WITHIN_SECONDS) -> float:
+    """Wait until the workers and the engine are idle again: a cancelled export's part in
+    flight runs on (the workflow does not wait for it) and would load the next phase.
+    Returns the seconds waited."""
+    began = time.perf_counter()
+    while time.perf_counter() - began < within:
+        engine = _engine_process()
+        processes = stack.require_worker().tree() + ([engine] if engine else [])
+        before = _cpu(processes)
+        await asyncio.sleep(QUIET_SAMPLE_SECONDS)
+        if (_cpu(processes) - before) / QUIET_SAMPLE_SECONDS < QUIET_CORES:
+            break
+    return time.perf_counter() - began
+
+
 async def _wait_for(predicate: Any, seconds: float, what: str) -> None:
     try:
         async with asyncio.timeout(seconds):
@@ -220,6 +255,7 @@ async def product_phases(
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
     phases: dict[str, Any] = {}
     keys: list[str] = []
+    await wait_quiet(stack)
 
     # -- idle: three small exports held open at their completion webhook ---------------------
     webhook = HeldWebhook()
@@ -246,7 +282,7 @@ async def product_phases(
             async def all_held() -> bool:
                 return set(ids) <= webhook.received
 
-            await _wait_for(all_held, 60, "the idle exports to reach their webhook")
+            await _wait_for(all_held, 120, "the idle exports to reach their webhook")
             idle_rss = worker.rss_by_process()
             samples, degraded = await steady_load(
                 product_probes(api, ctx.temporal, ids), sizes.s4_rate, sizes.s4_requests
@@ -288,13 +324,17 @@ async def product_phases(
         ids = [await start_export(c, request_for(collection)) for c in clients]
         handles = [ctx.temporal.get_workflow_handle_for(ExportWorkflow.run, i) for i in ids]
 
-        async def all_writing() -> bool:
-            return all(rows for rows in await rows_now(ctx.temporal, ids))
+        async def all_writing_or_one_ended() -> bool:
+            rows = await rows_now(ctx.temporal, ids)
+            return None in rows or all(rows)
 
         # The window opens once every export has read rows (planning and the first reply of a
-        # large read are behind it), so it measures exports at work, not exports starting.
+        # large read are behind it), so it measures exports at work, not exports starting. One
+        # that ended already makes the window invalid (the check after it says so).
         warm = time.perf_counter()
-        await _wait_for(all_writing, WARM_UP_SECONDS, "the three large exports to read rows")
+        await _wait_for(
+            all_writing_or_one_ended, WARM_UP_SECONDS, "the three large exports to read rows"
+        )
         warm_up = time.perf_counter() - warm
         rows_before = await rows_now(ctx.temporal, ids)
         cpu_before, began = worker.cpu_seconds(), time.perf_counter()
@@ -333,6 +373,17 @@ async def product_phases(
             "worker_peak_rss_bytes": memory.peak,
             "rss_by_process": load_rss,
         }
+        log.info(
+            "scenario 4, %s layout, loaded window: %.0f s after %.0f s of warm-up, rows %s → %s, "
+            "worker cores busy %.2f%s",
+            stack.layout,
+            window,
+            warm_up,
+            rows_before,
+            rows_after,
+            busy,
+            f"; INVALID: {'; '.join(why)}" if why else "",
+        )
         for c, i in zip(clients, ids, strict=True):
             await c.delete(f"/exports/{i}")
     for handle in handles:
@@ -341,6 +392,7 @@ async def product_phases(
             if progress.object_key:
                 keys.append(progress.object_key)
     delete_objects(settings, keys)
+    phases["load"]["quiet_after_seconds"] = await wait_quiet(stack)
     return phases
 
 
