@@ -80,7 +80,9 @@ QUERY_TIMEOUT = timedelta(seconds=2)
 """The old API waited this long for the worker's answer, then showed no counters."""
 WARM_UP_SECONDS = 240.0
 BUSY_CORES = 0.5
-"""The worker processes must use at least this many cores during the loaded window."""
+"""The export's processes (the workers and the engine they read) must use at least this many
+cores during the loaded window. The engine counts: on mongo-java-server most of an export's CPU
+is the server scanning and sorting for each part, while the workers wait for its reply."""
 BASELINE_DEGRADES = 2.0
 """The export-inside-the-handler baseline's p99 under load ÷ idle must reach this."""
 
@@ -337,6 +339,8 @@ async def product_phases(
         )
         warm_up = time.perf_counter() - warm
         rows_before = await rows_now(ctx.temporal, ids)
+        engine = _engine_process()
+        engine_before = _cpu([engine] if engine else [])
         cpu_before, began = worker.cpu_seconds(), time.perf_counter()
         with RssSampler(worker, interval=0.25) as memory:
             samples, degraded = await steady_load(
@@ -346,11 +350,13 @@ async def product_phases(
             )
         window = time.perf_counter() - began
         busy = (worker.cpu_seconds() - cpu_before) / window
+        engine_busy = (_cpu([engine] if engine else []) - engine_before) / window
         rows_after = await rows_now(ctx.temporal, ids)
         load_rss = worker.rss_by_process()
         why: list[str] = []
+        # An export that ended inside the window advanced too (to its last row).
         advanced = [
-            a is not None and b is not None and a > b
+            b is not None and (a is None or a > b)
             for b, a in zip(rows_before, rows_after, strict=True)
         ]
         if not all(advanced):
@@ -358,8 +364,11 @@ async def product_phases(
                 f"rows did not advance during the window for {advanced.count(False)} of "
                 f"{EXPORTS} exports ({rows_before} → {rows_after})"
             )
-        if busy < BUSY_CORES:
-            why.append(f"the worker processes used {busy:.2f} cores, under {BUSY_CORES}")
+        if busy + engine_busy < BUSY_CORES:
+            why.append(
+                f"the workers and the engine used {busy + engine_busy:.2f} cores, under "
+                f"{BUSY_CORES}"
+            )
         phases["load"] = {
             "samples": samples,
             "fallbacks": degraded,
@@ -370,18 +379,20 @@ async def product_phases(
             "rows_before": rows_before,
             "rows_after": rows_after,
             "worker_cores_busy": busy,
+            "engine_cores_busy": engine_busy,
             "worker_peak_rss_bytes": memory.peak,
             "rss_by_process": load_rss,
         }
         log.info(
             "scenario 4, %s layout, loaded window: %.0f s after %.0f s of warm-up, rows %s → %s, "
-            "worker cores busy %.2f%s",
+            "cores busy: workers %.2f, engine %.2f%s",
             stack.layout,
             window,
             warm_up,
             rows_before,
             rows_after,
             busy,
+            engine_busy,
             f"; INVALID: {'; '.join(why)}" if why else "",
         )
         for c, i in zip(clients, ids, strict=True):
@@ -483,7 +494,12 @@ def _merge(into: dict[str, Any], phases: dict[str, Any]) -> None:
             slot["samples"].setdefault(endpoint, []).extend(values)
         for endpoint, count in data["fallbacks"].items():
             slot["fallbacks"][endpoint] = slot["fallbacks"].get(endpoint, 0) + count
-        for key in ("worker_cores_busy", "worker_peak_rss_bytes", "warm_up_seconds"):
+        for key in (
+            "worker_cores_busy",
+            "engine_cores_busy",
+            "worker_peak_rss_bytes",
+            "warm_up_seconds",
+        ):
             if key in data:
                 slot.setdefault(key, []).append(data[key])
         if "rss_by_process" in data:
@@ -622,9 +638,17 @@ async def run(ctx: BenchContext) -> ScenarioResult:
         )
         result.figures.append(
             (
-                f"{LAYOUT_LABELS[app]}: load proof — worker cores busy in the window; warm-up (s)",
-                f"{', '.join(f'{v:.2f}' for v in load.get('worker_cores_busy', []))}; "
-                f"{', '.join(f'{v:.0f}' for v in load.get('warm_up_seconds', []))}",
+                f"{LAYOUT_LABELS[app]}: load proof — cores busy in the window, workers + "
+                "engine; warm-up before it (s)",
+                ", ".join(
+                    f"{w:.2f} + {e:.2f}"
+                    for w, e in zip(
+                        load.get("worker_cores_busy", []),
+                        load.get("engine_cores_busy", []),
+                        strict=True,
+                    )
+                )
+                + f"; {', '.join(f'{v:.0f}' for v in load.get('warm_up_seconds', []))}",
             )
         )
         result.figures.append(
@@ -659,7 +683,8 @@ async def run(ctx: BenchContext) -> ScenarioResult:
         "the progress query is the old status path, sent by the benchmark (2 s timeout, as the "
         "old API had); a timed-out query counts as degraded",
         "the loaded window opens once all three exports have read rows; it is valid when every "
-        f"export's rows advance inside it, the worker processes use ≥ {BUSY_CORES} cores, and "
+        "export's rows advance inside it (as the server shows them; an export that ends inside "
+        f"it counts), the workers and the engine use ≥ {BUSY_CORES} cores, and "
         f"the export-inside-the-handler baseline degrades ≥ {BASELINE_DEGRADES}×",
         "memory: RSS of each worker process (psutil), and the sampled peak of their sum",
     ]
