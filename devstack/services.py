@@ -276,7 +276,13 @@ SERVICES: dict[str, Service] = {
             _mongo_answers(MONGO_JAVA_SERVER_PORT),
         ),
         Service("s3", S3_PORT, _versitygw_command, _s3_answers),
-        Service("worker", 0, _app_command("workflows.worker", "--role", "all"), _worker_answers, app=True),
+        Service(
+            "worker",
+            0,
+            _app_command("workflows.worker", "--role", "all"),
+            _worker_answers,
+            app=True,
+        ),
         Service(
             "api",
             API_PORT,

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # this many activity processes; activities go to `<TEMPORAL_TASK_QUEUE>-activities`.
     worker_activity_processes: Annotated[int, Field(ge=0, le=64)] = 0
     """Activity worker processes `--role all` starts; 0 means one per CPU core."""
+    worker_activity_nice: Annotated[int, Field(ge=0, le=19)] = 10
+    """CPU niceness an activity process adds to itself: on a shared host, batch work yields
+    the CPU to orchestration, the API and Temporal (0 keeps the default priority)."""
 
     # Janitor: aborts multipart uploads that no running export owns
     janitor_max_age_seconds: Annotated[int, Field(ge=0)] = 24 * 3600

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from typing import Literal, get_args
@@ -55,6 +56,8 @@ async def run_worker(
     async with contextlib.AsyncExitStack() as workers:
         if role in ("workflows", "combined"):
             await workers.enter_async_context(workflow_worker(settings))
+        if role == "activities" and settings.worker_activity_nice:
+            os.nice(settings.worker_activity_nice)
         if role in ("activities", "combined"):
             await workers.enter_async_context(activity_worker(settings))
         logger.info("%s (%s) on %s", READY_MESSAGE, role, settings.temporal_address)
