@@ -1,4 +1,4 @@
-# The API and the worker (one image; docker-compose.yml picks the command).
+# The API and the workers (one image; docker-compose.yml picks the command).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY domain ./domain
+COPY connections ./connections
 COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api

@@ -22,13 +22,13 @@ from temporalio import activity
 
 from activities import errors
 from activities.chunk_reader import read_rows
-from activities.decoding import INVALID_UTF8_WARNING, counting_replacements
 from activities.heartbeat import heartbeating
-from activities.mongo_source import source_collection
 from activities.parquet_footer import FooterPieces, finish_part
 from activities.quota_enforcement import capped_columns, enforce_totals
-from activities.s3_client import make_s3_client
 from activities.s3_multipart import MultipartUploads
+from connections.decoding import INVALID_UTF8_WARNING, counting_replacements
+from connections.mongo import source_collection
+from connections.s3 import make_s3_client
 from domain import objects
 from domain.activity_io import (
     AbortRequest,

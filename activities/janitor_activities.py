@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.s3_client import make_s3_client
+from connections.s3 import make_s3_client
 from domain.activity_io import JanitorReport, JanitorRequest
 from domain.settings import Settings
 

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from temporalio import activity
 
 from activities.email_notifier import EmailNotifier
-from activities.s3_client import make_presigning_client
 from activities.webhook_transport import post_json
+from connections.s3 import make_presigning_client
 from domain.activity_io import Channel, ChannelNotice, Outcome
 from domain.models import ExportStatus
 from domain.objects import content_disposition

@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from activities.s3_client import make_presigning_client
 from api import routes_exports, routes_health
 from api.body_limit import BodySizeLimitMiddleware
 from api.deps import Services
@@ -18,6 +17,7 @@ from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.planning import Planner
 from api.temporal_gateway import TemporalGateway
+from connections.s3 import make_presigning_client
 from domain.settings import Settings, get_settings
 
 logger = logging.getLogger("export-api")

@@ -22,8 +22,6 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
-    WorkflowQueryFailedError,
-    WorkflowQueryRejectedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -36,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.errors import ApiError, not_found
 from api.limits import RunningExportLimiter
+from api.server_progress import progress_from_server
 from api.signing import keyed_digest
 from api.visibility import EXPORT_WORKFLOW_TYPE
 from domain.chunk_planning import ChunkPlan
@@ -243,32 +242,38 @@ async def find_owned(client: Client, export_id: str, owner: Owner) -> OwnedExpor
     return OwnedExport(client.get_workflow_handle_for(ExportWorkflow.run, export_id), description)
 
 
-async def read_progress(export: OwnedExport, query_timeout: timedelta) -> ProgressView:
-    """The export's progress.
+async def read_progress(export: OwnedExport) -> ProgressView:
+    """The export's progress, from the Temporal server alone: no workflow query, so it answers
+    the same while every worker is busy or stopped.
 
-    A completed export's progress is its result, read from history (no worker needed). Others
-    ask the workflow's `progress` query; when no worker answers in time, what `describe()`
-    knows is shown instead (status, start and end; counters unknown, so zero).
+    The memo the workflow publishes (plus the heartbeat of the part in flight) gives the
+    counters. Runs that published none (started before the memo existed): a completed one's
+    progress is its result in history; others show what `describe()` knows (status, start and
+    end; counters unknown, so zero, and no strategy).
     """
     description = export.description
+    published = await progress_from_server(description)
+    if published is not None:
+        if published.status.is_terminal and published.error is None and not export.is_running:
+            error = await _failure_message(export)
+            if error is not None:
+                published = published.model_copy(update={"error": error})
+        return published
     if description.status == WorkflowExecutionStatus.COMPLETED:
         return await export.handle.result(rpc_timeout=DESCRIBE_RPC_TIMEOUT)
-    try:
-        return await export.handle.query(ExportWorkflow.progress, rpc_timeout=query_timeout)
-    except (RPCError, WorkflowQueryFailedError, WorkflowQueryRejectedError):
-        return ProgressView(
-            export_id=description.id,
-            status=status_of(description),
-            strategy=None,
-            rows=0,
-            bytes=0,
-            parts=0,
-            started_at=description.start_time,
-            finished_at=description.close_time,
-            rows_per_second=None,
-            error=await _failure_message(export),
-            object_key=None,
-        )
+    return ProgressView(
+        export_id=description.id,
+        status=status_of(description),
+        strategy=None,
+        rows=0,
+        bytes=0,
+        parts=0,
+        started_at=description.start_time,
+        finished_at=description.close_time,
+        rows_per_second=None,
+        error=await _failure_message(export),
+        object_key=None,
+    )
 
 
 async def _failure_message(export: OwnedExport) -> str | None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
@@ -136,9 +135,7 @@ async def list_exports(
 
 
 async def _progress(export: OwnedExport, svc: ServicesDep) -> ProgressView:
-    progress = await read_progress(
-        export, timedelta(seconds=svc.settings.api_query_timeout_seconds)
-    )
+    progress = await read_progress(export)
     svc.metrics.observe_export(progress.export_id, progress.status)
     return progress
 

@@ -14,8 +14,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api.errors import ApiError, temporal_unavailable
+from connections.temporal import connect
 from domain.settings import Settings
-from workflows.temporal_client import connect
 
 log = logging.getLogger(__name__)
 

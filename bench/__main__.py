@@ -163,8 +163,8 @@ def versions() -> dict[str, str]:
 async def run_all(args: argparse.Namespace, stamp: str) -> RunInfo:
     from pathlib import Path
 
+    from connections.temporal import connect
     from domain.settings import Settings
-    from workflows.temporal_client import connect
 
     started_at = datetime.now(UTC)
     t0 = time.perf_counter()

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import psutil  # type: ignore[import-untyped]
@@ -89,19 +89,54 @@ class ManagedProcess:
     def alive(self) -> bool:
         return self.popen.poll() is None
 
+    def tree(self) -> list[Any]:
+        """This process and its live descendants (`export-worker --role all` supervises one
+        workflow and N activity processes)."""
+        with contextlib.suppress(psutil.Error):
+            return [self.process, *self.process.children(recursive=True)]
+        return [self.process]
+
     def cpu_seconds(self) -> float:
-        times = self.process.cpu_times()
-        return float(times.user + times.system)
+        """CPU time of the whole tree, children that ended (and were reaped) included."""
+        total = 0.0
+        for index, process in enumerate(self.tree()):
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+                if index == 0:
+                    total += times.children_user + times.children_system
+        return total
 
     def rss_bytes(self) -> int:
-        return int(self.process.memory_info().rss)
+        """Resident memory of the whole tree."""
+        total = 0
+        for process in self.tree():
+            with contextlib.suppress(psutil.Error):
+                total += int(process.memory_info().rss)
+        return total
+
+    def rss_by_process(self) -> list[tuple[str, int]]:
+        """(command line's role, RSS) of each process of the tree."""
+        found = []
+        for process in self.tree():
+            with contextlib.suppress(psutil.Error):
+                cmdline = process.cmdline()
+                role = cmdline[cmdline.index("--role") + 1] if "--role" in cmdline else "?"
+                found.append((role, int(process.memory_info().rss)))
+        return found
 
     def peak_rss_bytes(self) -> int:
-        """The kernel's high-water mark of resident memory (VmHWM) over the process's life."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmHWM for pid {self.pid}")
+        """The kernel's high-water marks of resident memory (VmHWM) of the tree's processes,
+        added up (each process's own peak: an upper bound of the tree's peak)."""
+        total = 0
+        for process in self.tree():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) * 1024
+        if total == 0:
+            raise RuntimeError(f"no VmHWM for pid {self.pid}")
+        return total
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace").rsplit("\n--- ", 1)[-1]
@@ -132,13 +167,19 @@ def _wait(what: str, ready: Any, process: ManagedProcess, timeout: float = 90.0)
     raise RuntimeError(f"{what} not ready after {timeout:.0f} s; log {process.log}")
 
 
+Layout = Literal["split", "single"]
+"""`split`: `export-worker --role all` (one workflow process, one activity process per core);
+`single`: `export-worker --role combined`, the previous layout (both in one process)."""
+
+
 @dataclass
 class ProductStack:
-    """The product's own processes for a benchmark: an API and a worker on a task queue of
-    their own, the worker reading one engine's bench database."""
+    """The product's own processes for a benchmark: an API and the workers on a task queue of
+    their own, the workers reading one engine's bench database."""
 
     engine: str
     label: str
+    layout: Layout = "split"
     task_queue: str = field(init=False)
     api_port: int = field(init=False)
     worker: ManagedProcess | None = field(init=False, default=None)
@@ -169,13 +210,20 @@ class ProductStack:
         }
 
     def start_worker(self) -> ManagedProcess:
+        role = "all" if self.layout == "split" else "combined"
         worker = ManagedProcess(
             f"worker-{self.label}",
-            [sys.executable, "-m", "workflows.worker", "--log-level", "INFO"],
+            [sys.executable, "-m", "workflows.worker", "--role", role, "--log-level", "INFO"],
             self.env(),
         )
         self.worker = worker
-        _wait(f"worker {self.label}", lambda: "worker polling" in worker.log_text(), worker)
+        kinds = ("workflows", "activities") if role == "all" else ("combined",)
+
+        def polling() -> bool:
+            text = worker.log_text()
+            return all(f"worker polling ({kind})" in text for kind in kinds)
+
+        _wait(f"worker {self.label}", polling, worker)
         return worker
 
     def restart_worker(self) -> ManagedProcess:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from bench.common import ProductStack
+from bench.common import Layout, ProductStack
 from bench.product import ExportRun, terminate_running
 
 
@@ -68,7 +68,7 @@ QUICK = Sizes(
     s3_ferret_rows=5_000,
     s3_reps=1,
     s4_rate=20.0,
-    s4_requests=60,
+    s4_requests=200,
     s4_reps=1,
     s5_rows=5_000,
     s5_reps=2,
@@ -87,12 +87,15 @@ class BenchContext:
     exports: list[ExportRun] = field(default_factory=list)
     """Every export the scenarios measured (scenario 6 reads their histories)."""
 
-    def stack(self, engine: str) -> ProductStack:
-        """The product (API and worker) on `engine`, started on first use."""
-        if engine not in self.stacks:
+    def stack(self, engine: str, layout: Layout = "split") -> ProductStack:
+        """The product (API and workers, in `layout`) on `engine`, started on first use."""
+        key = engine if layout == "split" else f"{engine}/{layout}"
+        if key not in self.stacks:
             label = "mjs" if engine == "mongo-java-server" else "ferret"
-            self.stacks[engine] = ProductStack(engine, label).start()
-        return self.stacks[engine]
+            if layout != "split":
+                label += f"-{layout}"
+            self.stacks[key] = ProductStack(engine, label, layout).start()
+        return self.stacks[key]
 
     def plot_path(self, name: str) -> Path:
         return self.results_dir / f"{self.stamp}-{name}.png"

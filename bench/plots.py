@@ -99,24 +99,27 @@ def s3(path: Path, measured: dict[str, Any]) -> str:
 
 
 def s4(path: Path, measured: dict[str, Any]) -> str:
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5), sharey=False)
-    for ax, app in zip(axes, ("product", "sync"), strict=True):
+    titles = {
+        "split": "new layout: workflow and activity processes",
+        "single": "old layout: one worker process",
+        "sync": "export inside the request handler",
+    }
+    apps = [app for app in titles if app in measured]
+    fig, axes = plt.subplots(1, len(apps), figsize=(5 * len(apps), 4.8), sharey=True)
+    for ax, app in zip(axes, apps, strict=True):
         phases = measured[app]
         labels, data = [], []
         for phase in ("idle", "load"):
             for endpoint, samples in phases[phase]["samples"].items():
-                labels.append(f"{endpoint}\n{phase}")
+                short = endpoint.replace(" (old status path)", "")
+                labels.append(f"{short}\n{phase}")
                 data.append([s * 1000 for s in samples])
         ax.boxplot(data, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
         ax.set_xticks(range(1, len(labels) + 1))
-        ax.set_xticklabels(labels, fontsize=7)
+        ax.set_xticklabels(labels, fontsize=6)
         ax.set_yscale("log")
-        ax.set_ylabel("latency (ms, log); whiskers p1–p99")
-        ax.set_title(
-            "product API, 3 exports on the worker"
-            if app == "product"
-            else "export inside the request handler"
-        )
+        ax.set_title(titles[app], fontsize=9)
+    axes[0].set_ylabel("latency (ms, log); whiskers p1–p99")
     fig.suptitle("4. Responsiveness: idle vs three large exports running")
     return _save(fig, path)
 

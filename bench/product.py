@@ -20,9 +20,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.export_activities import COLUMN_SAMPLE_SIZE
-from activities.s3_client import make_s3_client
 from api.auth import mint_token
 from bench.common import TENANT, ProductStack
+from connections.s3 import make_s3_client
 from domain.activity_io import PartResult
 from domain.chunk_planning import ChunkPlan
 from domain.export_plan import plan_export
@@ -281,7 +281,7 @@ def plan_of(request: dict[str, Any], who: Owner, settings: Settings) -> ChunkPla
 
 
 def source(settings: Settings, name: str) -> tuple[MongoClient[Document], Collection[Document]]:
-    """A client and collection configured as the worker's (`activities.mongo_source`)."""
+    """A client and collection configured as the worker's (`connections.mongo`)."""
     client: MongoClient[Document] = MongoClient(
         settings.mongodb_uri, appname="durable-export-bench", tz_aware=True
     )

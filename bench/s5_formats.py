@@ -29,7 +29,7 @@ from domain.flatten import MISSING, value_at
 from domain.models import Column
 
 DECODE: CodecOptions[Mapping[str, Any]] = CodecOptions(tz_aware=True)
-"""As `activities.mongo_source` decodes (a client created with tz_aware=True)."""
+"""As `connections.mongo` decodes (a client created with tz_aware=True)."""
 RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument, tz_aware=True)
 PARQUET_RATE_TARGET = 60_000
 PARQUET_SIZE_TARGET = 15.0

@@ -248,7 +248,8 @@ def _api_answers() -> bool:
 
 
 def _worker_answers() -> bool:
-    """The worker runs and has logged that it polls (it has no port of its own)."""
+    """The workers run and both kinds have logged that they poll (they have no port of their
+    own): `export-worker --role all` supervises one workflow and N activity processes."""
     worker = SERVICES["worker"]
     if worker.pid() is None:
         return False
@@ -256,7 +257,7 @@ def _worker_answers() -> bool:
         last_start = worker.log.read_text(errors="replace").rsplit("\n--- ", 1)[-1]
     except FileNotFoundError:
         return False
-    return "worker polling" in last_start
+    return all(f"worker polling ({role})" in last_start for role in ("workflows", "activities"))
 
 
 SERVICES: dict[str, Service] = {
@@ -277,7 +278,13 @@ SERVICES: dict[str, Service] = {
             _mongo_answers(MONGO_JAVA_SERVER_PORT),
         ),
         Service("s3", S3_PORT, _versitygw_command, _s3_answers),
-        Service("worker", 0, _app_command("workflows.worker"), _worker_answers, app=True),
+        Service(
+            "worker",
+            0,
+            _app_command("workflows.worker", "--role", "all"),
+            _worker_answers,
+            app=True,
+        ),
         Service(
             "api",
             API_PORT,

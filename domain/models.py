@@ -335,4 +335,43 @@ class ProgressView(_Frozen):
         )
 
 
+# -- the progress the workflow publishes to the Temporal server (issue 13) ----------------------
+
+PROGRESS_MEMO_KEY = "progress"
+"""The memo key under which ExportWorkflow publishes its `ProgressMemo`."""
+
+
+class ProgressMemo(BaseModel):
+    """What ExportWorkflow writes to its memo as parts complete and its status changes, so the
+    API answers from the Temporal server alone (no workflow query, no worker needed).
+
+    The counters of `ExportState` without what only the workflow needs (cursor, upload id,
+    columns, `format_state`, which can be large): memos are small and sent on every describe.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: ExportStatus
+    strategy: str | None = None
+    object_key: str | None = None
+    rows: int = 0
+    bytes: int = 0
+    parts_done: int = 0
+    warnings: dict[str, int] = Field(default_factory=dict)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, state: ExportState) -> ProgressMemo:
+        return cls.model_validate(state.model_dump(include=set(cls.model_fields)))
+
+    def view(self, export_id: str, now: datetime, *, rows_in_flight: int = 0) -> ProgressView:
+        """The API's view; `rows_in_flight` are the rows the part being written has read so far
+        (its activity's last heartbeat)."""
+        state = ExportState.model_validate(self.model_dump())
+        state.rows += rows_in_flight
+        return ProgressView.of(export_id, state, now)
+
+
 ExportInput.model_rebuild()

@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     """Activities one worker runs at once; each holds at most one part in memory."""
     worker_graceful_shutdown_seconds: Annotated[int, Field(ge=0)] = 60
 
+    # Worker processes (issue 13): `export-worker --role all` runs one workflow process and
+    # this many activity processes; activities go to `<TEMPORAL_TASK_QUEUE>-activities`.
+    worker_activity_processes: Annotated[int, Field(ge=0, le=64)] = 0
+    """Activity worker processes `--role all` starts; 0 means one per CPU core."""
+    worker_activity_nice: Annotated[int, Field(ge=0, le=19)] = 10
+    """CPU niceness an activity process adds to itself: on a shared host, batch work yields
+    the CPU to orchestration, the API and Temporal (0 keeps the default priority)."""
+
     # Janitor: aborts multipart uploads that no running export owns
     janitor_max_age_seconds: Annotated[int, Field(ge=0)] = 24 * 3600
     janitor_interval_seconds: Annotated[int, Field(gt=0)] = 3600
@@ -133,9 +141,6 @@ class Settings(BaseSettings):
     """Requests validated and planned at once, off the event loop."""
     api_planning_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
     """How long a request waits for a planning thread and its plan before a 503."""
-    api_query_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 2.0
-    """How long the API waits for a worker to answer the `progress` query before it falls back
-    to what Temporal's describe call knows."""
 
     @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
     @classmethod

@@ -32,12 +32,23 @@ with workflow.unsafe.imports_passed_through():
         UploadTarget,
     )
     from domain.export_policy import ExportPolicy
-    from domain.models import ExportInput, ExportState, ExportStatus, PartRecord, ProgressView
+    from domain.models import (
+        PROGRESS_MEMO_KEY,
+        ExportInput,
+        ExportState,
+        ExportStatus,
+        PartRecord,
+        ProgressMemo,
+        ProgressView,
+    )
+    from workflows.task_queues import activity_task_queue
 
 STATUS_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportStatus")
 OWNER_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportOwner")
 TENANT_ATTRIBUTE = SearchAttributeKey.for_keyword("ExportTenant")
 
+PROGRESS_MEMO_PATCH = "progress-memo"
+"""Patch id of publishing progress to the memo (histories recorded before it have no upserts)."""
 PATCH_BOUNDED = "bounded-failures-1"
 """Marks histories of the release with a deadline, one notify activity per channel and a start
 that aborts every upload of its key when cancelled. Histories without it replay as before."""
@@ -139,6 +150,7 @@ class ExportWorkflow:
         prepared = await workflow.execute_activity_method(
             ExportActivities.prepare_export,
             export,
+            task_queue=activity_task_queue(),
             start_to_close_timeout=self._policy.query_timeout,
             heartbeat_timeout=HEARTBEAT,
             retry_policy=retry_policy(self._policy),
@@ -147,6 +159,7 @@ class ExportWorkflow:
         state.columns = prepared.columns
         state.object_key = prepared.object_key
         state.filename = prepared.filename
+        self._publish_progress()  # the strategy, for status requests during the first part
 
     async def _start_upload(self, export: ExportInput) -> None:
         state = self._state
@@ -156,6 +169,7 @@ class ExportWorkflow:
         state.upload_id = await workflow.execute_activity_method(
             ExportActivities.start_upload,
             UploadTarget(export=export, object_key=state.object_key, filename=state.filename),
+            task_queue=activity_task_queue(),
             start_to_close_timeout=SHORT,
             heartbeat_timeout=HEARTBEAT,
             retry_policy=retry_policy(self._policy),
@@ -207,6 +221,7 @@ class ExportWorkflow:
         if self._bounded:
             record = record.model_copy(update={"etag": result.etag, "rows": result.rows})
             state.unverified_parts.append(record)
+        self._publish_progress()
         if result.exhausted:
             self._set_status(ExportStatus.COMPLETING, "completing the upload")
 
@@ -229,6 +244,7 @@ class ExportWorkflow:
                 bytes_so_far=record.bytes_before,
                 format_state=record.format_state_before,
             ),
+            task_queue=activity_task_queue(),
             start_to_close_timeout=PART_TIMEOUT + self._policy.query_timeout,
             heartbeat_timeout=HEARTBEAT,
             retry_policy=retry_policy(self._policy),
@@ -254,6 +270,7 @@ class ExportWorkflow:
                         upload_id=state.upload_id,
                         parts=state.parts_done,
                     ),
+                    task_queue=activity_task_queue(),
                     start_to_close_timeout=SHORT,
                     heartbeat_timeout=HEARTBEAT,
                     retry_policy=retry_policy(self._policy),
@@ -280,6 +297,7 @@ class ExportWorkflow:
                     expected_etags={r.number: r.etag for r in state.unverified_parts},
                     complete=complete,
                 ),
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=SHORT,
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=retry_policy(self._policy),
@@ -338,6 +356,7 @@ class ExportWorkflow:
             await workflow.execute_activity_method(
                 ExportActivities.abort_upload,
                 AbortRequest(object_key=state.object_key, upload_id=state.upload_id),
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=SHORT,
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=retry_policy(self._policy, at_least=20),
@@ -380,6 +399,7 @@ class ExportWorkflow:
         await workflow.execute_activity_method(
             NotifyActivities.notify_channel,
             ChannelNotice(outcome=outcome, channel=channel),
+            task_queue=activity_task_queue(),
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=NOTIFY_RETRY,
         )
@@ -390,6 +410,7 @@ class ExportWorkflow:
             await workflow.execute_activity_method(
                 NotifyActivities.notify,
                 outcome,
+                task_queue=activity_task_queue(),
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=2)),
             )
@@ -401,7 +422,15 @@ class ExportWorkflow:
     def _set_status(self, status: ExportStatus, details: str) -> None:
         self._state.status = status
         workflow.upsert_search_attributes([STATUS_ATTRIBUTE.value_set(status.value)])
+        self._publish_progress()
         self._details(details)
+
+    def _publish_progress(self) -> None:
+        """Write the counters to the memo, where the API reads them from the Temporal server
+        without asking a worker. A memo upsert is a command: histories of the previous version
+        have none, so it is patched in (they replay without it)."""
+        if workflow.patched(PROGRESS_MEMO_PATCH):
+            workflow.upsert_memo({PROGRESS_MEMO_KEY: ProgressMemo.of(self._state)})
 
     def _details(self, what: str) -> None:
         state = self._state

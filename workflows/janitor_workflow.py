@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.janitor_activities import JanitorActivities
     from domain.activity_io import JanitorReport, JanitorRequest
     from domain.settings import Settings
+    from workflows.task_queues import activity_task_queue
 
 SCHEDULE_ID = "export-janitor"
 
@@ -30,6 +31,7 @@ class JanitorWorkflow:
         return await workflow.execute_activity_method(
             JanitorActivities.abort_orphaned_uploads,
             request,
+            task_queue=activity_task_queue(),
             start_to_close_timeout=timedelta(minutes=10),
         )
 

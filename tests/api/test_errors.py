@@ -84,7 +84,7 @@ async def test_404_for_unknown_exports_and_routes(api: Api, http: httpx.AsyncCli
 async def test_409_download_before_complete(
     idle_api: IdleApiFactory, http: httpx.AsyncClient
 ) -> None:
-    api = idle_api(api_query_timeout_seconds=0.5)
+    api = idle_api()
     owner = new_owner()
     started = await http.post(f"{api.url}/exports", json=VALID, headers=api.headers(owner))
     export_id = started.json()["export_id"]

@@ -119,10 +119,10 @@ async def test_a_completed_export_is_shown_without_a_worker(
     assert view["download_url"]
 
 
-async def test_a_pending_export_falls_back_to_describe_when_no_worker_answers(
+async def test_a_pending_export_answers_from_the_server_when_no_worker_polls(
     idle_api: IdleApiFactory, http: httpx.AsyncClient
 ) -> None:
-    api = idle_api(api_query_timeout_seconds=0.5)
+    api = idle_api()
     owner = new_owner()
     started = await http.post(
         f"{api.url}/exports", json=_body("nothing"), headers=api.headers(owner)

@@ -10,7 +10,7 @@ import pytest
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from activities.s3_client import make_s3_client
+from connections.s3 import make_s3_client
 from domain.settings import Settings
 
 pytestmark = pytest.mark.services

@@ -12,25 +12,27 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pymongo import MongoClient
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.decoding import CODEC_OPTIONS
 from activities.export_activities import ExportActivities, build_plan
 from activities.janitor_activities import JanitorActivities
 from activities.notify_activities import NotifyActivities
-from activities.s3_client import make_s3_client
+from api.server_progress import progress_from_server
+from connections.decoding import CODEC_OPTIONS
+from connections.s3 import make_s3_client
+from connections.temporal import connect
 from domain.encoding import EncodingSpec, new_part_encoder
 from domain.export_policy import ExportPolicy
-from domain.models import Column, ExportInput, ExportRequest, Owner
+from domain.models import Column, ExportInput, ExportRequest, Owner, ProgressView
 from domain.settings import Settings
 from scripts.seed_inspections import insert_in_batches
 from workflows.export_workflow import ExportWorkflow
 from workflows.janitor_workflow import JanitorWorkflow
-from workflows.temporal_client import connect
+from workflows.task_queues import activity_task_queue_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner(user_id="user-1", tenant="tenant-a")
@@ -102,32 +104,45 @@ def uploads_under(settings: Settings, prefix: str) -> list[dict[str, Any]]:
 async def in_process_worker(
     settings: Settings, client: Client | None = None
 ) -> AsyncIterator[Client]:
-    """A worker inside the test process, on the settings' task queue."""
+    """Both kinds of worker inside the test process: workflows on the settings' task queue,
+    activities on its activities' queue (as `export-worker --role combined` runs them)."""
     client = client or await connect(settings)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        async with Worker(
-            client,
-            task_queue=settings.temporal_task_queue,
-            workflows=[ExportWorkflow, JanitorWorkflow],
-            activities=[
-                *ExportActivities(settings).all(),
-                *NotifyActivities(settings).all(),
-                JanitorActivities(settings, client).abort_orphaned_uploads,
-            ],
-            activity_executor=pool,
-            max_concurrent_activities=4,
+        async with (
+            Worker(
+                client,
+                task_queue=settings.temporal_task_queue,
+                workflows=[ExportWorkflow, JanitorWorkflow],
+            ),
+            Worker(
+                client,
+                task_queue=activity_task_queue_for(settings.temporal_task_queue),
+                activities=[
+                    *ExportActivities(settings).all(),
+                    *NotifyActivities(settings).all(),
+                    JanitorActivities(settings, client).abort_orphaned_uploads,
+                ],
+                activity_executor=pool,
+                max_concurrent_activities=4,
+            ),
         ):
             yield client
 
 
+WorkerRole = Literal["all", "workflows", "activities", "combined"]
+
+
 @contextlib.contextmanager
-def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`export-worker` as a separate process with the settings in its environment."""
+def worker_process(
+    settings: Settings, log: Path, role: WorkerRole = "combined"
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`export-worker --role ROLE` as a separate process with the settings in its environment
+    (the default, `combined`, runs both kinds of worker in one process: one process to kill)."""
     env = dict(os.environ)
     env.update({k.upper(): str(v) for k, v in settings.model_dump().items() if v is not None})
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workflows.worker", "--log-level", "WARNING"],
+            [sys.executable, "-m", "workflows.worker", "--role", role, "--log-level", "WARNING"],
             cwd=REPO_ROOT,
             env=env,
             stdout=out,
@@ -152,13 +167,19 @@ async def start(
     )
 
 
+async def server_progress(handle: WorkflowHandle[Any, Any]) -> ProgressView | None:
+    """The progress as the API reads it: from the Temporal server alone (memo and pending
+    heartbeat), so it answers while every worker is stopped."""
+    return await progress_from_server(await handle.describe())
+
+
 async def wait_for(handle: WorkflowHandle[Any, Any], predicate: Any, within: float = 120) -> Any:
-    """Poll the progress query until `predicate(progress)` holds."""
+    """Poll the server-side progress until `predicate(progress)` holds (no worker needed)."""
     deadline = asyncio.get_running_loop().time() + within
     while True:
         with contextlib.suppress(Exception):
-            progress = await handle.query(ExportWorkflow.progress)
-            if predicate(progress):
+            progress = await server_progress(handle)
+            if progress is not None and predicate(progress):
                 return progress
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError("the export did not reach the expected progress in time")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 from activities.janitor_activities import export_id_of
-from activities.s3_client import make_s3_client
+from connections.s3 import make_s3_client
+from connections.temporal import connect
 from domain.activity_io import JanitorRequest
 from domain.models import ExportRequest
 from domain.settings import Settings
 from tests.integration import export_harness as h
 from workflows.janitor_workflow import JanitorWorkflow
-from workflows.temporal_client import connect
 
 
 def test_export_id_is_read_from_the_object_key() -> None:

@@ -28,12 +28,12 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from temporalio.client import WorkflowFailureError
 
 from activities.email_notifier import EmailNotifier
+from connections.temporal import connect
 from domain.activity_io import Outcome
 from domain.models import ExportRequest, ExportStatus, Notify
 from domain.settings import Settings
 from tests.integration import export_harness as h
 from workflows.export_workflow import ExportWorkflow
-from workflows.temporal_client import connect
 
 pytestmark = pytest.mark.services
 

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from activities.parquet_footer import SUFFIX
-from activities.s3_client import make_s3_client
+from connections.s3 import make_s3_client
+from connections.temporal import connect
 from domain.models import Column, ExportRequest, ExportStatus
 from domain.settings import Settings
 from tests.integration import export_harness as h
 from tests.integration.parquet_reading import read_three_ways, rows_of_jsonl, same_rows, schema_of
 from tests.integration.test_export_workflow import documents
-from workflows.temporal_client import connect
 
 
 @pytest.fixture

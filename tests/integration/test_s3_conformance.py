@@ -17,7 +17,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from activities.s3_client import s3_config
+from connections.s3 import s3_config
 from domain.settings import Settings
 
 MIB = 1024 * 1024

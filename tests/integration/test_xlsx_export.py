@@ -199,7 +199,7 @@ async def test_killing_the_worker_twice_mid_xlsx_export_gives_the_same_bytes(
     assert reference_progress.parts >= 3
 
     export = h.new_export(request)
-    from workflows.temporal_client import connect
+    from connections.temporal import connect
 
     client = await connect(settings)
     handle = await h.start(client, settings, export)

@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.s3_client import make_s3_client
+from connections.s3 import make_s3_client
+from connections.temporal import connect
 from devstack import services
 from devstack.toxiproxy import Proxy, Stream
 from domain.export_policy import ExportPolicy
@@ -36,7 +37,6 @@ from domain.models import ExportInput, ExportRequest, ExportStatus, Owner, Progr
 from domain.settings import Settings
 from tests.integration import export_harness as h
 from workflows.export_workflow import ExportWorkflow
-from workflows.temporal_client import connect
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTNAME = socket.gethostname()
@@ -70,28 +70,57 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+WorkerRole = Literal["workflows", "activities"]
+KillTarget = Literal["activities", "workflows", "both"]
+KILL_TARGETS: tuple[KillTarget, ...] = ("activities", "workflows", "both")
+"""What a SIGKILL hits: an activity process, the workflow process, or one of each at once."""
+
+
 class WorkerFleet:
-    """`export-worker` subprocesses on one task queue; the test kills and restarts them."""
+    """`export-worker` subprocesses on one task queue, as `--role all` lays them out: one
+    workflow process and `activity_processes` activity processes; the test kills and restarts
+    them."""
 
     def __init__(self, settings: Settings, log: Path, faults: FaultLog) -> None:
         self.settings = settings
         self.log = log
         self.faults = faults
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.roles: dict[int, WorkerRole] = {}
         self.peak_rss: dict[int, int] = {}
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def start(self, activity_processes: int = 1) -> None:
+        self.spawn("workflows")
+        for _ in range(activity_processes):
+            self.spawn("activities")
+
+    def spawn(self, role: WorkerRole = "activities") -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
-            out.write(f"\n--- worker started at {time.strftime('%H:%M:%S')}\n".encode())
+            out.write(f"\n--- {role} worker started at {time.strftime('%H:%M:%S')}\n".encode())
             process = subprocess.Popen(
-                [sys.executable, "-m", "workflows.worker", "--log-level", "WARNING"],
+                [
+                    sys.executable,
+                    "-m",
+                    "workflows.worker",
+                    "--role",
+                    role,
+                    "--log-level",
+                    "WARNING",
+                ],
                 cwd=REPO_ROOT,
                 env=worker_env(self.settings),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
         self.processes.append(process)
+        self.roles[process.pid] = role
         return process
+
+    def role_of(self, process: subprocess.Popen[bytes]) -> WorkerRole:
+        return self.roles[process.pid]
+
+    def alive_of(self, role: WorkerRole) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.alive() if self.roles[p.pid] == role]
 
     def alive(self) -> list[subprocess.Popen[bytes]]:
         return [p for p in self.processes if p.poll() is None]
@@ -107,7 +136,7 @@ class WorkerFleet:
         """SIGKILL: no graceful shutdown, whatever it was doing is lost."""
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
-            self.faults.add("worker SIGKILL")
+            self.faults.add(f"{self.role_of(process)} worker process SIGKILL")
             self.faults.kill_times.append(time.monotonic())
         process.wait()
 
@@ -212,8 +241,10 @@ async def kill_randomly(
     gap: tuple[float, float],
     *,
     restart: bool = True,
+    targets: Sequence[KillTarget] = KILL_TARGETS,
 ) -> None:
-    """Until `stop`: after a random gap, SIGKILL a random live worker (then start a new one).
+    """Until `stop`: after a random gap, SIGKILL a random live activity process, the workflow
+    process, or one of each (drawn from `targets`), then start the same kinds again.
 
     Kills are spaced by progress as well as by time: after a kill, the next waits until some
     export has finished another part, so however slow a loaded machine makes a part, the
@@ -226,17 +257,21 @@ async def kill_randomly(
             if await _sleep_or_stop(0.5, stop):
                 return
         parts_at_kill = parts
-        alive = fleet.alive()
-        if not alive:
+        target = rng.choice(list(targets))
+        roles: list[WorkerRole] = ["workflows", "activities"] if target == "both" else [target]
+        victims = [rng.choice(alive) for role in roles if (alive := fleet.alive_of(role))]
+        if not victims:
             continue
-        victim = rng.choice(alive)
+        identities = {f"{victim.pid}@{HOSTNAME}" for victim in victims}
         for workflow_id in workflow_ids:
             for kind, identity in await pending_activities(client_of(), workflow_id):
-                if identity == f"{victim.pid}@{HOSTNAME}":
+                if identity in identities:
                     fleet.faults.in_flight_at_kill[kind] += 1
-        fleet.kill(victim)
-        if restart:
-            fleet.spawn()
+        for victim in victims:
+            role = fleet.role_of(victim)
+            fleet.kill(victim)
+            if restart:
+                fleet.spawn(role)
 
 
 async def _parts_done(client: Client, workflow_ids: Sequence[str]) -> int:

@@ -19,7 +19,7 @@ from bson import DatetimeMS, ObjectId
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHandle
 
-from activities.s3_client import make_s3_client
+from connections.s3 import make_s3_client
 from domain.export_policy import ExportPolicy
 from domain.models import Column, ExportInput, ExportRequest, ExportStatus, Notify, ProgressView
 from domain.settings import Settings

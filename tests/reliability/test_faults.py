@@ -24,6 +24,7 @@ from pymongo.errors import CursorNotFound
 from temporalio.client import Client
 
 from activities import errors
+from connections.temporal import connect
 from devstack.toxiproxy import Proxy
 from domain.models import Column, ExportRequest, ProgressView
 from domain.settings import Settings
@@ -33,7 +34,6 @@ from tests.reliability import chaos
 from tests.reliability.chaos import Toxic, toxic
 from tests.reliability.conftest import full_only, through_proxies
 from tests.reliability.results import Results, logs_dir
-from workflows.temporal_client import connect
 
 pytestmark = [pytest.mark.reliability, pytest.mark.services, pytest.mark.slow]
 
@@ -69,6 +69,7 @@ class Scenario:
     min_kills: int = 0
     """SIGKILLs each export must live through (between its start and its end)."""
     workers: int = 1
+    """Activity worker processes (beside the one workflow process)."""
     restart_temporal: bool = False
     kill_one_of_two: bool = False
     batch_size: int | None = None
@@ -110,14 +111,18 @@ MONGO_BURSTS = (
 COMBINED = Scenario(
     "combined",
     "S3 and MongoDB connections reset, cut after a byte budget and timed out in random bursts, "
-    "S3 latency, and the worker SIGKILLed at random moments (CI-sized)",
+    "S3 latency, and worker processes (activity, workflow, both) SIGKILLed at random moments "
+    "(CI-sized)",
     rows=(8_000,),
     steady=(toxic("s3", "latency", "downstream", latency=40, jitter=20),),
     bursts=S3_BURSTS + MONGO_BURSTS,
     burst_gap=(1.0, 3.0),
-    kill_gap=(4.0, 8.0),
+    # A killed part waits out its 10 s heartbeat timeout and a growing retry backoff, and a new
+    # process takes seconds to start on a loaded machine: kills closer together than a part's
+    # whole retry cycle starve the export. Two kills per export is what this scenario asks.
+    kill_gap=(15.0, 25.0),
     min_kills=2,
-    within=240.0,
+    within=360.0,
 )
 
 FULL_SCENARIOS = [
@@ -154,8 +159,9 @@ FULL_SCENARIOS = [
     ),
     Scenario(
         "worker_sigkill",
-        "the worker SIGKILLed at random moments, at least three times per export, two exports "
-        "(JSON Lines and CSV) at once",
+        "worker processes SIGKILLed at random moments (an activity process, the workflow "
+        "process, or both at once), at least three times per export, two exports (JSON Lines "
+        "and CSV) at once",
         rows=(SOURCE_DOCUMENTS, SOURCE_DOCUMENTS),
         csv=True,
         kill_gap=(3.0, 7.0),
@@ -168,7 +174,8 @@ FULL_SCENARIOS = [
     ),
     Scenario(
         "two_workers_kill_one",
-        "two workers; the one running the part in flight is SIGKILLed and not restarted",
+        "two activity worker processes; the one running the part in flight is SIGKILLed and "
+        "not restarted",
         workers=2,
         kill_one_of_two=True,
     ),
@@ -331,8 +338,7 @@ async def run_scenario(
     runs: list[chaos.ExportRun] = []
     finished: list[tuple[ProgressView | None, str | None, float]] = []
     try:
-        for _ in range(scenario.workers):
-            fleet.spawn()
+        fleet.start(activity_processes=scenario.workers)
         runs = await chaos.start_exports(
             clients(), worker_settings, _requests(scenario, collection), h.OWNER
         )

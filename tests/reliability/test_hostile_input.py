@@ -45,8 +45,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from activities.s3_client import make_s3_client
 from api.auth import mint_token
+from connections.s3 import make_s3_client
+from connections.temporal import connect
 from domain import objects
 from domain.cell_format import FORMULA_TRIGGERS, format_cell
 from domain.chunk_planning import PlanRefused, plan_chunks
@@ -69,7 +70,6 @@ from tests.api.support import Api, serve
 from tests.integration import export_harness as h
 from tests.reliability.results import Results, full_run
 from workflows.export_workflow import ExportWorkflow
-from workflows.temporal_client import connect
 
 pytestmark = [
     pytest.mark.reliability,

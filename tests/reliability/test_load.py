@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from api.auth import mint_token
+from connections.temporal import connect
 from devstack.toxiproxy import free_port
 from domain.models import ExportInput, ExportRequest, Owner, ProgressView
 from domain.settings import Settings
@@ -34,7 +35,6 @@ from tests.reliability import chaos
 from tests.reliability.conftest import full_only
 from tests.reliability.results import Results
 from workflows.export_workflow import ExportWorkflow
-from workflows.temporal_client import connect
 
 pytestmark = [pytest.mark.reliability, pytest.mark.services, pytest.mark.slow, full_only]
 
@@ -153,8 +153,8 @@ async def test_forty_exports_from_eight_users_at_once(
         for tenant in TENANTS
     }
     fleet = chaos.WorkerFleet(load_settings, tmp_path / "worker.log", chaos.FaultLog())
-    fleet.spawn()
-    await asyncio.sleep(3)  # the worker imports and connects
+    fleet.start()
+    await asyncio.sleep(3)  # the workers import and connect
     fleet.sample_rss()
     idle_rss = max(fleet.peak_rss.values(), default=0)
     stop = asyncio.Event()

@@ -25,7 +25,7 @@ from domain.models import Column, Compression
 from tests.unit.test_encoding import _documents, _scalars
 
 ENCODE: CodecOptions[Any] = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
-# As the worker's client decodes (activities.mongo_source: tz_aware=True).
+# As the worker's client decodes (connections.mongo: tz_aware=True).
 PYTHON_ROWS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True)
 RAW_ROWS: CodecOptions[RawBSONDocument] = CodecOptions(
     document_class=RawBSONDocument, tz_aware=True

@@ -21,7 +21,7 @@ from workflows.export_workflow import OWNER_ATTRIBUTE, STATUS_ATTRIBUTE, TENANT_
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 ENV_EXAMPLE = REPO_ROOT / ".env.example"
-APP_SERVICES = ("api", "worker")
+APP_SERVICES = ("api", "worker-workflows", "worker-activities")
 BOTO3_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -88,11 +88,13 @@ def test_every_variable_is_documented_in_the_env_example() -> None:
     assert not undocumented, f".env.example does not document {undocumented}"
 
 
-def test_the_worker_can_be_scaled() -> None:
-    worker = compose()["services"]["worker"]
+def test_workflows_and_activities_run_in_separate_services_and_activities_scale() -> None:
+    services = compose()["services"]
+    assert services["worker-workflows"]["command"] == ["export-worker", "--role", "workflows"]
+    worker = services["worker-activities"]
+    assert worker["command"] == ["export-worker", "--role", "activities"]
     assert "container_name" not in worker
     assert "ports" not in worker
-    assert worker["command"] == ["export-worker"]
     assert "build" in worker
     graceful = int(Settings().worker_graceful_shutdown_seconds)
     assert int(worker["stop_grace_period"].removesuffix("s")) > graceful

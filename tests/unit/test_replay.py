@@ -1,13 +1,16 @@
 """Recorded histories replay through the current ExportWorkflow without non-determinism.
 
 The histories in tests/histories/ were recorded from real runs on the local Temporal server (a
-completed export and one refused at planning, by the first release; a completed export by the
-release that bounded failures, `export_completed_bounded`). A change to the workflow that would break running
-exports on deployment fails here. Record afresh only for a deliberate, versioned change.
+completed export and one refused at planning), for each version of the workflow: the first
+version; the version that publishes its progress to the memo (patch `progress-memo`, with
+activities on their own task queue); and the version that bounds failures (patch
+`bounded-failures-1`, with both). A change to the workflow that would break running exports on
+deployment fails here. Keep every recorded version; add one for each deliberate, versioned change.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -16,8 +19,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from workflows.export_workflow import ExportWorkflow
+from workflows.task_queues import activity_task_queue_for
 
-HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+HISTORY_DIR = Path(__file__).parent.parent / "histories"
+HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
 HISTORY_TEXT = {path: path.read_text() for path in HISTORIES}
 
 
@@ -29,11 +34,29 @@ async def test_recorded_history_replays(path: Path) -> None:
     assert result.replay_failure is None
 
 
-def test_every_recorded_version_is_present() -> None:
-    """One history per workflow version that may still be running somewhere: before and
-    after the `bounded-failures-1` patch."""
+def test_both_recorded_outcomes_of_each_version_are_present() -> None:
     assert [p.stem for p in HISTORIES] == [
         "export_completed",
         "export_completed_bounded",
+        "export_completed_progress_memo",
         "export_refused",
+        "export_refused_progress_memo",
     ]
+
+
+@pytest.mark.parametrize("stem", ["export_completed_progress_memo", "export_refused_progress_memo"])
+def test_the_new_version_publishes_progress_and_schedules_activities_on_their_own_queue(
+    stem: str,
+) -> None:
+    """The newer recordings really are of the patched version (else they test nothing new)."""
+    events = json.loads(HISTORY_TEXT[HISTORY_DIR / f"{stem}.json"])["events"]
+    kinds = [event["eventType"] for event in events]
+    assert "EVENT_TYPE_MARKER_RECORDED" in kinds
+    assert "EVENT_TYPE_WORKFLOW_PROPERTIES_MODIFIED" in kinds
+    workflow_queue = events[0]["workflowExecutionStartedEventAttributes"]["taskQueue"]["name"]
+    queues = {
+        event["activityTaskScheduledEventAttributes"]["taskQueue"]["name"]
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED"
+    }
+    assert queues == {activity_task_queue_for(workflow_queue)}

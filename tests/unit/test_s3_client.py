@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from activities.s3_client import make_presigning_client
+from connections.s3 import make_presigning_client
 from domain.settings import Settings
 
 

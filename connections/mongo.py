@@ -18,7 +18,7 @@ from pymongo.read_preferences import (
     _ServerMode,
 )
 
-from activities.decoding import CODEC_OPTIONS
+from connections.decoding import CODEC_OPTIONS
 from domain.settings import Settings
 
 _ReadPreferenceFactory = Callable[[], _ServerMode]

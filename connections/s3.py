@@ -1,4 +1,4 @@
-"""The one place a boto3 S3 client is built, from Settings."""
+"""The one place a boto3 S3 client is built, from Settings (the API, the workers, the tests)."""
 
 from __future__ import annotations
 

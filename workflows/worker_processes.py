@@ -1,0 +1,155 @@
+"""The two kinds of worker, and the supervisor that runs one of each kind per process.
+
+Why processes: an activity decoding a large reply holds the GIL for hundreds of milliseconds, so
+a workflow task (or the `progress` query the Temporal UI sends) in the same process waits behind
+it. Workflow workers therefore never run activities, and activity workers never run workflows.
+
+Several activity worker *processes* were chosen over one worker with a process pool: the
+activities are methods bound to per-process clients (boto3, pymongo) that a pool would have to
+pickle or rebuild per call, heartbeats from a pool need the SDK's shared-state manager, and a
+killed process costs only the parts it held. Measured in `make bench` scenario 4 (see README).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.worker import Worker
+
+from activities.export_activities import ExportActivities
+from activities.janitor_activities import JanitorActivities
+from activities.notify_activities import NotifyActivities
+from connections.temporal import connect
+from domain.settings import Settings
+from workflows.export_workflow import ExportWorkflow
+from workflows.janitor_workflow import JanitorWorkflow, ensure_janitor_schedule
+from workflows.task_queues import activity_task_queue_for
+
+logger = logging.getLogger("export-worker")
+
+RESTART_DELAY_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1
+
+
+@contextlib.asynccontextmanager
+async def workflow_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """Workflow tasks only, on `TEMPORAL_TASK_QUEUE`; creates the janitor's schedule."""
+    client = await connect(settings)
+    await ensure_janitor_schedule(client, settings)
+    worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[ExportWorkflow, JanitorWorkflow],
+    )
+    async with worker:
+        logger.info("workflow worker on %s", settings.temporal_task_queue)
+        yield worker
+
+
+@contextlib.asynccontextmanager
+async def activity_worker(settings: Settings) -> AsyncIterator[Worker]:
+    """Activities only, on the derived activities' queue, in a pool of threads."""
+    client = await connect(settings)
+    exports = ExportActivities(settings)
+    notify = NotifyActivities(settings)
+    janitor = JanitorActivities(settings, client)
+    limit = settings.worker_max_concurrent_activities
+    queue = activity_task_queue_for(settings.temporal_task_queue)
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="activity") as pool:
+        worker = Worker(
+            client,
+            task_queue=queue,
+            activities=[*exports.all(), notify.notify, janitor.abort_orphaned_uploads],
+            activity_executor=pool,
+            max_concurrent_activities=limit,
+            graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
+        )
+        async with worker:
+            logger.info("activity worker on %s (%d activities at once)", queue, limit)
+            yield worker
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child before exec)
+    """A child gets SIGTERM when the supervisor dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class _Child:
+    """One worker process of the supervisor, restarted when it dies unasked."""
+
+    def __init__(self, role: str, index: int, log_level: str) -> None:
+        self.name = f"{role}-{index}"
+        self.command = [
+            sys.executable,
+            "-m",
+            "workflows.worker",
+            "--role",
+            role,
+            "--log-level",
+            log_level,
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, preexec_fn=_die_with_parent)
+        logger.info("started %s worker process, pid %d", self.name, self.process.pid)
+
+    def exited(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def terminate(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+
+    def wait(self, timeout: float) -> None:
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def activity_process_count(settings: Settings) -> int:
+    return settings.worker_activity_processes or os.cpu_count() or 1
+
+
+async def supervise(settings: Settings, stop: asyncio.Event, log_level: str = "INFO") -> None:
+    """`--role all`: one workflow process and N activity processes until `stop` is set."""
+    children = [_Child("workflows", 1, log_level)] + [
+        _Child("activities", n + 1, log_level) for n in range(activity_process_count(settings))
+    ]
+    for child in children:
+        child.start()
+    logger.info(
+        "supervising %d workflow and %d activity worker processes",
+        1,
+        len(children) - 1,
+    )
+    try:
+        while not stop.is_set():
+            for child in children:
+                code = child.exited()
+                if code is not None:
+                    logger.warning("%s exited with %s: restarting it", child.name, code)
+                    child.start()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RESTART_DELAY_SECONDS)
+    finally:
+        for child in children:
+            child.terminate()
+        grace = settings.worker_graceful_shutdown_seconds + 10
+        for child in children:
+            await asyncio.to_thread(child.wait, grace)
