@@ -4,7 +4,7 @@ The histories in tests/histories/ were recorded from real runs on the local Temp
 completed export and one refused at planning), for each version of the workflow: the first
 version; the version that publishes its progress to the memo (patch `progress-memo`, with
 activities on their own task queue); and the version that bounds failures (patch
-`bounded-failures-1`, with both). A change to the workflow that would break running exports on
+`bounded-failures-1`; `export_completed_bounded_memo` has both patches, the current release). A change to the workflow that would break running exports on
 deployment fails here. Keep every recorded version; add one for each deliberate, versioned change.
 """
 
@@ -38,6 +38,7 @@ def test_both_recorded_outcomes_of_each_version_are_present() -> None:
     assert [p.stem for p in HISTORIES] == [
         "export_completed",
         "export_completed_bounded",
+        "export_completed_bounded_memo",
         "export_completed_progress_memo",
         "export_refused",
         "export_refused_progress_memo",
