@@ -3,9 +3,9 @@
 The histories in tests/histories/ were recorded from real runs on the local Temporal server (a
 completed export and one refused at planning), for each version of the workflow: the first
 version; the version that publishes its progress to the memo (patch `progress-memo`, with
-activities on their own task queue); and the version that bounds failures (patch
-`bounded-failures-1`; `export_completed_bounded_memo` has both patches, the current release). A change to the workflow that would break running exports on
-deployment fails here. Keep every recorded version; add one for each deliberate, versioned change.
+activities on their own task queue); the version that bounds failures (patch
+`bounded-failures-1`); and the current release with both (`export_completed_bounded_memo`).
+A change to the workflow that would break running exports on deployment fails here. Keep every recorded version; add one for each deliberate, versioned change.
 """
 
 from __future__ import annotations
