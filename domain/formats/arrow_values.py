@@ -18,14 +18,21 @@ first rows of the export, and each value converted to that type.
 
 A value that cannot be held by its column's type (a string in an int64 column, a field no
 document of the first rows had) is written as null and counted in the part's warnings.
+
+Only a date is a timestamp: pyarrow would take any int or float as a count of units since 1970
+(`[date, 5]` inferred as a list of timestamps, 5 as 1970-01-01T00:00:00.000005), which changes
+the value and, for a count beyond the years 1 to 9999, writes a timestamp no Python reader can
+turn back into a datetime (`OverflowError: date value out of range` for the whole column). So a
+number where a timestamp goes does not fit; neither does a date outside the years 1 to 9999
+(`DatetimeMS`), which the CSV writes as Extended JSON.
 """
 
 from __future__ import annotations
 
 import decimal
 import uuid
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
 
@@ -39,6 +46,10 @@ TIMESTAMP: Final = pa.timestamp("ms", tz="UTC")
 MAX_DECIMAL_SCALE: Final = 18
 _UUID_SUBTYPE: Final = 4
 _ARROW_ERRORS: Final = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
+_FIRST_MS: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _MS
+_LAST_MS: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _MS
 
 
 _PLAIN: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None), bytes, datetime})
@@ -117,11 +128,14 @@ def choose_type(values: list[Any]) -> pa.DataType:
             return pa.decimal128(38, min(MAX_DECIMAL_SCALE, max(map(_scale, numbers))))
         return pa.string()
     if all(isinstance(v, Mapping | list | tuple) for v in present):
+        converted = [plain(v) for v in present]
         try:
-            kind = pa.array([plain(v) for v in present]).type
+            kind = pa.array(converted).type
         except _ARROW_ERRORS:
             return pa.string()
-        return kind if _writable(kind) else pa.string()
+        if not _writable(kind) or not all(map(_fits(kind), converted)):
+            return pa.string()  # mixed types pyarrow took for one (a number among dates)
+        return kind
     if kinds <= {bytes, Binary} and not any(
         isinstance(v, Binary) and v.subtype == _UUID_SUBTYPE for v in present
     ):
@@ -137,8 +151,8 @@ def _scalar(value: Any, kind: pa.DataType) -> Any:
         return value if type(value) is str else format_cell(value, False)
     if pa.types.is_decimal(kind) and type(value) is Decimal128:
         return value.to_decimal()
-    if pa.types.is_timestamp(kind) and isinstance(value, DatetimeMS):
-        return int(value)
+    if pa.types.is_timestamp(kind):
+        return _timestamp(value)
     if pa.types.is_struct(kind) or pa.types.is_list(kind):
         return plain(value) if isinstance(value, Mapping | list | tuple) else _NOT_FITTING
     return plain(value)
@@ -151,32 +165,62 @@ class _NotFitting:
 _NOT_FITTING: Final = _NotFitting()
 
 
-_CONTAINERS: Final = (dict, list)
+def _timestamp(value: Any) -> Any:
+    """A top-level value for a timestamp column: a date of the years 1 to 9999, else not
+    fitting (see the module's docstring)."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, DatetimeMS) and _FIRST_MS <= int(value) <= _LAST_MS:
+        return value.as_datetime()
+    return _NOT_FITTING
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _checked(kind: pa.DataType) -> bool:
+    """Whether pyarrow may take a value for `kind` it should not (see `_fits`)."""
+    return bool(pa.types.is_struct(kind) or pa.types.is_list(kind) or pa.types.is_timestamp(kind))
 
 
 @lru_cache(maxsize=256)
-def _field_types(kind: pa.StructType) -> dict[str, pa.DataType]:
-    return {kind.field(i).name: kind.field(i).type for i in range(kind.num_fields)}
-
-
-def _fits(value: Any, kind: pa.DataType) -> bool:
-    """Whether a converted nested value keeps all its fields in `kind` (pyarrow would silently
-    drop a field the struct type does not have)."""
-    if value is None:
-        return True
+def _fits(kind: pa.DataType) -> Callable[[Any], bool]:
+    """Whether a converted value keeps all its fields in `kind` (pyarrow would silently drop a
+    field the struct type does not have) and holds only dates where `kind` has timestamps
+    (pyarrow would take a number for one). Built once per type: it runs for every value."""
     if pa.types.is_struct(kind):
-        if not isinstance(value, dict):
-            return False
-        names = _field_types(kind)
-        if not names.keys() >= value.keys():
-            return False
-        return all(_fits(v, names[k]) for k, v in value.items() if type(v) in _CONTAINERS)
+        fields = {kind.field(i).name: kind.field(i).type for i in range(kind.num_fields)}
+        names = fields.keys()
+        inner = {name: _fits(t) for name, t in fields.items() if _checked(t)}
+
+        def struct(value: Any) -> bool:
+            if value is None:
+                return True
+            if not isinstance(value, dict) or not names >= value.keys():
+                return False
+            for key, item in value.items():
+                check = inner.get(key)
+                if check is not None and not check(item):
+                    return False
+            return True
+
+        return struct
     if pa.types.is_list(kind):
-        if type(value) is not list:
-            return False
         child = kind.value_type
-        return all(_fits(v, child) for v in value if type(v) in _CONTAINERS)
-    return True  # a scalar type: pyarrow itself refuses a value it cannot hold
+        check = _fits(child) if _checked(child) else None
+
+        def list_(value: Any) -> bool:
+            if value is None:
+                return True
+            if type(value) is not list:
+                return False
+            return check is None or all(map(check, value))
+
+        return list_
+    if pa.types.is_timestamp(kind):
+        return lambda value: value is None or isinstance(value, datetime)
+    return _always  # another scalar type: pyarrow itself refuses a value it cannot hold
 
 
 def _direct(kind: pa.DataType) -> frozenset[type]:
@@ -203,12 +247,11 @@ def to_array(values: list[Any], kind: pa.DataType) -> tuple[pa.Array, int]:
             pass  # an int beyond int64, say: value by value below
     converted = [_scalar(v, kind) for v in values]
     dropped = 0
-    nested = pa.types.is_struct(kind) or pa.types.is_list(kind)
-    if nested:
-        for i, v in enumerate(converted):
-            if v is _NOT_FITTING or not _fits(v, kind):
-                converted[i] = None
-                dropped += 1
+    fits = _fits(kind)
+    for i, v in enumerate(converted):
+        if v is _NOT_FITTING or not fits(v):
+            converted[i] = None
+            dropped += 1
     try:
         return pa.array(converted, type=kind), dropped
     except _ARROW_ERRORS:

@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from bson import Decimal128, Int64, ObjectId
+from bson import DatetimeMS, Decimal128, Int64, ObjectId
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -129,6 +129,42 @@ def test_a_value_its_column_cannot_hold_is_null_and_counted() -> None:
         {"n": 3, "doc": None},
     ]
     assert warnings == {NOT_FITTING_WARNING: 3}  # "two", the unseen field "new", the field "z"
+
+
+def test_a_number_among_dates_is_not_a_timestamp() -> None:
+    """pyarrow infers `[date, int]` as a list of timestamps, the int a count of microseconds:
+    this one lies before year 1, and reading the file back raised `OverflowError: date value out
+    of range` (found by the property test below)."""
+    rows = [{"0": [datetime(2000, 1, 1), -62135596800000001]}]
+    parts, warnings = encode_in_parts(rows, [])
+    table = read(parts)
+    assert str(table.schema.field("0").type) == "string"
+    assert table.to_pylist() == [{"0": '[{"$date":"2000-01-01T00:00:00Z"},-62135596800000001]'}]
+    assert warnings == {}
+
+
+def test_a_later_number_or_a_date_beyond_year_9999_in_a_timestamp_is_null_and_counted() -> None:
+    when = datetime(2000, 1, 2, tzinfo=UTC)
+    rows: list[dict[str, Any]] = [
+        {"t": when, "l": [when], "s": {"a": when}},  # the first part types all three as dates
+        {"t": 5, "l": [when, -62135596800000001], "s": {"a": 1.5}},
+        {"t": DatetimeMS(-62135596800001), "l": [None], "s": {"a": None}},  # 1 ms before year 1
+        {"t": DatetimeMS(253402300799999), "l": [], "s": {}},  # the last ms of year 9999
+    ]
+    parts, warnings = encode_in_parts(rows, [1])
+    table = read(parts)
+    assert [str(f.type) for f in table.schema] == [
+        "timestamp[ms, tz=UTC]",
+        "list<element: timestamp[us, tz=UTC]>",
+        "struct<a: timestamp[us, tz=UTC]>",
+    ]
+    assert table.to_pylist() == [
+        {"t": when, "l": [when], "s": {"a": when}},
+        {"t": None, "l": None, "s": None},
+        {"t": None, "l": [None], "s": {"a": None}},
+        {"t": datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC), "l": [], "s": {"a": None}},
+    ]
+    assert warnings == {NOT_FITTING_WARNING: 4}
 
 
 def test_mixed_types_in_the_first_rows_make_a_string_column_of_cell_text() -> None:
