@@ -69,7 +69,7 @@ async def activity_worker(settings: Settings) -> AsyncIterator[Worker]:
         worker = Worker(
             client,
             task_queue=queue,
-            activities=[*exports.all(), notify.notify, janitor.abort_orphaned_uploads],
+            activities=[*exports.all(), *notify.all(), janitor.abort_orphaned_uploads],
             activity_executor=pool,
             max_concurrent_activities=limit,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),
