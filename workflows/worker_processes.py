@@ -20,10 +20,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from typing import Any
 
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.export_activities import ExportActivities
@@ -56,20 +58,25 @@ async def workflow_worker(settings: Settings) -> AsyncIterator[Worker]:
         yield worker
 
 
+def all_activities(settings: Settings, client: Client) -> list[Callable[..., Any]]:
+    """Every activity a workflow of this project schedules, bound to this process's clients."""
+    exports = ExportActivities(settings)
+    notify = NotifyActivities(settings)
+    janitor = JanitorActivities(settings, client)
+    return [*exports.all(), *notify.all(), janitor.abort_orphaned_uploads]
+
+
 @contextlib.asynccontextmanager
 async def activity_worker(settings: Settings) -> AsyncIterator[Worker]:
     """Activities only, on the derived activities' queue, in a pool of threads."""
     client = await connect(settings)
-    exports = ExportActivities(settings)
-    notify = NotifyActivities(settings)
-    janitor = JanitorActivities(settings, client)
     limit = settings.worker_max_concurrent_activities
     queue = activity_task_queue_for(settings.temporal_task_queue)
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="activity") as pool:
         worker = Worker(
             client,
             task_queue=queue,
-            activities=[*exports.all(), *notify.all(), janitor.abort_orphaned_uploads],
+            activities=all_activities(settings, client),
             activity_executor=pool,
             max_concurrent_activities=limit,
             graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_seconds),

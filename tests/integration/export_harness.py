@@ -18,9 +18,7 @@ from pymongo import MongoClient
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import Worker
 
-from activities.export_activities import ExportActivities, build_plan
-from activities.janitor_activities import JanitorActivities
-from activities.notify_activities import NotifyActivities
+from activities.export_activities import build_plan
 from api.server_progress import progress_from_server
 from connections.decoding import CODEC_OPTIONS
 from connections.s3 import make_s3_client
@@ -33,6 +31,7 @@ from scripts.seed_inspections import insert_in_batches
 from workflows.export_workflow import ExportWorkflow
 from workflows.janitor_workflow import JanitorWorkflow
 from workflows.task_queues import activity_task_queue_for
+from workflows.worker_processes import all_activities
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner(user_id="user-1", tenant="tenant-a")
@@ -117,11 +116,7 @@ async def in_process_worker(
             Worker(
                 client,
                 task_queue=activity_task_queue_for(settings.temporal_task_queue),
-                activities=[
-                    *ExportActivities(settings).all(),
-                    *NotifyActivities(settings).all(),
-                    JanitorActivities(settings, client).abort_orphaned_uploads,
-                ],
+                activities=all_activities(settings, client),
                 activity_executor=pool,
                 max_concurrent_activities=4,
             ),
