@@ -26,10 +26,11 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import Literal, get_args
 
-from domain.settings import Settings
+from domain.settings import InsecureSecretsError, Settings
 from workflows.worker_processes import (
     activity_worker,
     supervise,
@@ -48,10 +49,10 @@ async def run_worker(
     settings: Settings, stop: asyncio.Event, role: Role = "combined", log_level: str = "INFO"
 ) -> None:
     """Run the workers of `role` in this process until `stop` is set (`all` spawns processes)."""
+    settings.require_secure_secrets()  # before anything starts, the supervisor included
     if role == "all":
         await supervise(settings, stop, log_level)
         return
-    settings.require_secure_secrets()
     async with contextlib.AsyncExitStack() as workers:
         if role in ("workflows", "combined"):
             await workers.enter_async_context(workflow_worker(settings))
@@ -99,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
         async with _signals() as stop:
             await run_worker(Settings(), stop, args.role, args.log_level)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    except InsecureSecretsError as exc:
+        sys.exit(f"export-worker: {exc}")
 
 
 if __name__ == "__main__":
