@@ -28,7 +28,6 @@ STORAGE_REFUSED = "StorageRefused"
 QUOTA_EXCEEDED = "QuotaExceeded"
 DATABASE_UNAVAILABLE = "DatabaseUnavailable"  # retryable
 STORAGE_UNAVAILABLE = "StorageUnavailable"  # retryable
-PART_OVERWRITTEN = "PartOverwritten"  # retryable: the part is produced again
 
 NON_RETRYABLE_TYPES = [
     INVALID_PIPELINE,

@@ -12,16 +12,15 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from domain.flatten import freeze_columns
 from domain.models import Column
 from domain.quotas import ExportQuotas, QuotaExceeded
 from domain.settings import Settings
 
-QUOTA_EXCEEDED = "QuotaExceeded"
-
 
 def _failed(exc: QuotaExceeded) -> ApplicationError:
-    return ApplicationError(str(exc), type=QUOTA_EXCEEDED, non_retryable=True)
+    return errors.quota_exceeded(str(exc))
 
 
 def enforce_totals(settings: Settings, rows: int, size: int) -> None:
