@@ -62,6 +62,11 @@ def free_port() -> int:
         return port
 
 
+BENCH_WEBHOOK_PORT = free_port()
+"""The loopback port of the benchmarks' webhook receiver, listed in every stack's
+`WEBHOOK_ALLOWED_HOSTS` (plain-http loopback receivers must be listed by exact host and port)."""
+
+
 class ManagedProcess:
     """A child process in its own session, with its output in a log; stopped by its own id."""
 
@@ -206,6 +211,7 @@ class ProductStack:
             "MONGODB_DATABASE": BENCH_DATABASE,
             "API_PUBLIC_URL": self.api_url,
             "PYTHONUNBUFFERED": "1",
+            "WEBHOOK_ALLOWED_HOSTS": f"127.0.0.1:{BENCH_WEBHOOK_PORT}",
             **self.extra_env,
         }
 

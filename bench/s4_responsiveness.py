@@ -46,6 +46,7 @@ from temporalio.client import Client, WorkflowFailureError
 from api.server_progress import progress_from_server
 from bench import plots
 from bench.common import (
+    BENCH_WEBHOOK_PORT,
     ENGINE_LABELS,
     Layout,
     ManagedProcess,
@@ -117,7 +118,7 @@ class HeldWebhook:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", BENCH_WEBHOOK_PORT), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/done"
