@@ -10,8 +10,8 @@ from bson.raw_bson import RawBSONDocument
 from pymongo.collection import Collection
 
 from activities import errors
-from domain.chunk_planning import ChunkPlan
-from domain.keyset import CursorError
+from domain.pipeline.keyset import CursorError
+from domain.pipeline.planning import ChunkPlan
 
 
 def read_rows(
@@ -32,7 +32,7 @@ def read_rows(
     collected): use `contextlib.closing(read_rows(...))` when stopping early. `rows_before` is
     the number of rows earlier parts exported, so a trailing user `$limit` (`plan.row_limit`)
     holds across parts. The collection's read preference is the caller's choice. A row whose
-    sort key cannot be a cursor (an array, ...) raises `domain.keyset.CursorError`.
+    sort key cannot be a cursor (an array, ...) raises `domain.pipeline.keyset.CursorError`.
 
     `raw`: rows come as `RawBSONDocument` (the collection's codec options otherwise), for the
     Arrow CSV engine, and each cursor is taken only when it is read (`LazyCursor`): decoding

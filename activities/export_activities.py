@@ -39,15 +39,15 @@ from domain.activity_io import (
     PreparedExport,
     UploadTarget,
 )
-from domain.chunk_planning import ChunkPlan
-from domain.encoding import EncodingSpec, needs_frozen_columns, new_part_encoder
-from domain.export_plan import ExportRefused, plan_export
 from domain.export_policy import ExportPolicy
-from domain.extended_json import cursor_from_json, cursor_to_json
+from domain.formats.encoding import EncodingSpec, needs_frozen_columns, new_part_encoder
 from domain.formats.xlsx_encoder import columns_refusal
-from domain.keyset import CursorError
 from domain.models import ExportInput
 from domain.part_sizing import MAX_PART_SIZE, target_part_size
+from domain.pipeline.export_plan import ExportRefused, plan_export
+from domain.pipeline.extended_json import cursor_from_json, cursor_to_json
+from domain.pipeline.keyset import CursorError
+from domain.pipeline.planning import ChunkPlan
 from domain.settings import Settings
 
 if TYPE_CHECKING:

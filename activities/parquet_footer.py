@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 from botocore.exceptions import ClientError
 
 from activities import errors
-from domain.encoding import PartEncoder
+from domain.formats.encoding import PartEncoder
 from domain.formats.parquet import ParquetPartEncoder
 
 if TYPE_CHECKING:

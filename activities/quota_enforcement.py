@@ -13,7 +13,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
-from domain.flatten import freeze_columns
+from domain.formats.flatten import freeze_columns
 from domain.models import Column
 from domain.quotas import ExportQuotas, QuotaExceeded
 from domain.settings import Settings

@@ -37,10 +37,10 @@ from api.limits import RunningExportLimiter
 from api.server_progress import progress_from_server
 from api.signing import keyed_digest
 from api.visibility import EXPORT_WORKFLOW_TYPE
-from domain.chunk_planning import ChunkPlan
 from domain.export_policy import ExportPolicy
+from domain.formats.relaxed_json import relaxed_json
 from domain.models import ExportInput, ExportRequest, ExportStatus, Owner, ProgressView
-from domain.relaxed_json import relaxed_json
+from domain.pipeline.planning import ChunkPlan
 from domain.settings import Settings
 from workflows.export_workflow import (
     OWNER_ATTRIBUTE,

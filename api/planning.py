@@ -23,9 +23,9 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from api.errors import ApiError
-from domain.chunk_planning import ChunkPlan
-from domain.export_plan import ExportRefused, plan_export
 from domain.models import ExportRequest, Owner
+from domain.pipeline.export_plan import ExportRefused, plan_export
+from domain.pipeline.planning import ChunkPlan
 from domain.settings import Settings
 
 RETRY_AFTER_SECONDS = 5

@@ -24,10 +24,10 @@ from api.auth import mint_token
 from bench.common import TENANT, ProductStack
 from connections.s3 import make_s3_client
 from domain.activity_io import PartResult
-from domain.chunk_planning import ChunkPlan
-from domain.export_plan import plan_export
-from domain.extended_json import cursor_from_json
 from domain.models import ExportRequest, Owner
+from domain.pipeline.export_plan import plan_export
+from domain.pipeline.extended_json import cursor_from_json
+from domain.pipeline.planning import ChunkPlan
 from domain.settings import Settings
 from workflows.export_workflow import ExportWorkflow
 

@@ -30,9 +30,9 @@ from bench.product import (
 )
 from bench.report import ScenarioResult, Target, judge
 from bench.stats import median, ratios
-from domain.encoding import EncodingSpec, new_part_encoder
-from domain.extended_json import cursor_from_json
+from domain.formats.encoding import EncodingSpec, new_part_encoder
 from domain.models import Column
+from domain.pipeline.extended_json import cursor_from_json
 
 USER = "bench-s1"
 TARGET = 1.3

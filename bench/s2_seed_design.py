@@ -23,7 +23,7 @@ from bench.product import ExportRun, delete_objects, fetch_object, owner, run_ex
 from bench.report import ScenarioResult, Target, judge
 from bench.stats import median, ratios
 from domain.models import Column
-from domain.pipeline_validation import validate_pipeline
+from domain.pipeline.validation import validate_pipeline
 
 ENGINE = "mongo-java-server"
 USER = "bench-s2"

@@ -27,13 +27,13 @@ from bench.product import owner
 from bench.report import ScenarioResult, Target, judge
 from bench.s5_formats import figures_and_outcomes, run_formats
 from bench.stats import median, ratios
-from domain.cell_format import format_cell
-from domain.chunk_planning import ChunkPlan
-from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
-from domain.export_plan import plan_export
-from domain.extended_json import cursor_to_json
-from domain.flatten import MISSING, value_at
+from domain.formats.cell_format import format_cell
+from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from domain.formats.flatten import MISSING, value_at
 from domain.models import Column, ExportRequest
+from domain.pipeline.export_plan import plan_export
+from domain.pipeline.extended_json import cursor_to_json
+from domain.pipeline.planning import ChunkPlan
 
 TARGET = 0.5
 CURSOR = "part activity's per-row `cursor_to_json(plan.cursor_of(row))`"

@@ -24,8 +24,8 @@ from bson.raw_bson import RawBSONDocument
 from bench.report import Outcome, Target, judge
 from bench.s1_end_to_end import REPORT_COLUMNS
 from bench.stats import median, ratios
-from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
-from domain.flatten import MISSING, value_at
+from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from domain.formats.flatten import MISSING, value_at
 from domain.models import Column
 
 DECODE: CodecOptions[Mapping[str, Any]] = CodecOptions(tz_aware=True)

@@ -42,7 +42,7 @@ ENGINES = ("product", "xlsxwriter")
 
 def _rows(count: int) -> tuple[list[Any], Iterator[dict[str, Any]]]:
     from bench.data import documents
-    from domain.flatten import freeze_columns
+    from domain.formats.flatten import freeze_columns
 
     pool = list(documents(POOL))
     for doc in pool:  # the bench's own bookkeeping fields are not part of a report
@@ -53,7 +53,7 @@ def _rows(count: int) -> tuple[list[Any], Iterator[dict[str, Any]]]:
 
 
 def product(count: int, out: Path) -> int:
-    from domain.encoding import EncodingSpec, new_part_encoder
+    from domain.formats.encoding import EncodingSpec, new_part_encoder
     from domain.part_sizing import target_part_size
 
     columns, rows = _rows(count)
@@ -82,8 +82,8 @@ def product(count: int, out: Path) -> int:
 def xlsxwriter_constant_memory(count: int, out: Path) -> int:
     import xlsxwriter
 
-    from domain.cell_format import format_cell
-    from domain.flatten import MISSING, value_at
+    from domain.formats.cell_format import format_cell
+    from domain.formats.flatten import MISSING, value_at
 
     columns, rows = _rows(count)
     paths = [column.path for column in columns]

@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo.collection import Collection
 
-from domain.encoding import EncodingSpec, new_part_encoder
+from domain.formats.encoding import EncodingSpec, new_part_encoder
 from domain.models import Column
 
 BATCH = 1000

@@ -18,9 +18,9 @@ import uvicorn
 from fastapi import FastAPI, Response
 from pymongo import MongoClient
 
-from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
-from domain.export_plan import plan_export
+from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
 from domain.models import ExportRequest, Owner
+from domain.pipeline.export_plan import plan_export
 from domain.settings import Settings
 
 OWNER = Owner(user_id="bench-sync", tenant="bench-tenant")

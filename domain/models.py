@@ -2,7 +2,7 @@
 
 Pipelines, chunk cursors and anything else that may hold BSON values travel as Extended JSON
 (plain JSON-compatible data), so every model here serialises through Temporal's pydantic data
-converter unchanged. `domain.extended_json` turns them into real BSON values before a query runs.
+converter unchanged. `domain.pipeline.extended_json` turns them into real BSON values before a query runs.
 """
 
 from __future__ import annotations

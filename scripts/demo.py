@@ -36,9 +36,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from activities.notify_activities import SIGNATURE_HEADER, sign
 from api.auth import mint_token
 from devstack import services
-from domain.encoding import EncodingSpec, new_part_encoder
-from domain.export_plan import plan_export
+from domain.formats.encoding import EncodingSpec, new_part_encoder
 from domain.models import ExportRequest, Owner
+from domain.pipeline.export_plan import plan_export
 from domain.settings import Settings
 from scripts.seed_inspections import ensure_inspections
 

@@ -1,1 +1,1 @@
-"""Output formats behind the one part-encoder interface (see domain.encoding)."""
+"""Output formats behind the one part-encoder interface (see domain.formats.encoding)."""

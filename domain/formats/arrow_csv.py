@@ -1,5 +1,5 @@
 """The Arrow CSV engine: CSV cells from raw BSON batches decoded by PyMongoArrow, byte for byte
-what the Python encoder (`domain.csv_encoder`, the reference) writes.
+what the Python encoder (`domain.formats.csv_encoder`, the reference) writes.
 
 It is the Python encoder with one step replaced: the cells of a batch. Batching, the header, the
 formula guard, the csv module and the part buffer are the reference's, so the part sizes, and
@@ -36,10 +36,10 @@ import pyarrow.compute as pc
 from bson.codec_options import CodecOptions
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
-from domain.cell_format import format_cell, format_float, guard_formula
-from domain.column_access import NEVER_A_KEY
-from domain.csv_encoder import CsvPartEncoder, Row, _any_formula_trigger, _mapping_get
-from domain.flatten import MISSING, value_at_parts
+from domain.formats.cell_format import format_cell, format_float, guard_formula
+from domain.formats.column_access import NEVER_A_KEY
+from domain.formats.csv_encoder import CsvPartEncoder, Row, _any_formula_trigger, _mapping_get
+from domain.formats.flatten import MISSING, value_at_parts
 from domain.models import Column
 
 with warnings.catch_warnings():
@@ -51,7 +51,7 @@ with warnings.catch_warnings():
     from pymongoarrow.types import ObjectIdType
 
 if TYPE_CHECKING:
-    from domain.encoding import EncodingSpec
+    from domain.formats.encoding import EncodingSpec
 
 MAX_FAILED_BATCHES: Final = 4
 """Batches Arrow may fail in one part before the rest of the part goes through Python only."""

@@ -14,7 +14,7 @@ first rows of the export, and each value converted to that type.
 | other Binary, bytes | binary |
 | document | struct (fields of the first rows) |
 | array | list |
-| anything else, or a column of mixed types | string: the CSV cell text (`domain.cell_format`) |
+| anything else, or a column of mixed types | string: the CSV cell text (`domain.formats.cell_format`) |
 
 A value that cannot be held by its column's type (a string in an int64 column, a field no
 document of the first rows had) is written as null and counted in the part's warnings.
@@ -39,8 +39,8 @@ from typing import Any, Final
 import pyarrow as pa
 from bson import Binary, DatetimeMS, Decimal128, Int64, ObjectId
 
-from domain.cell_format import format_cell
-from domain.relaxed_json import relaxed_json
+from domain.formats.cell_format import format_cell
+from domain.formats.relaxed_json import relaxed_json
 
 TIMESTAMP: Final = pa.timestamp("ms", tz="UTC")
 MAX_DECIMAL_SCALE: Final = 18

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from domain.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
-from domain.flatten import MISSING, value_at_parts
 from domain.formats.arrow_values import choose_type, to_array
+from domain.formats.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
+from domain.formats.flatten import MISSING, value_at_parts
 from domain.formats.thrift_compact import shift_offsets
 from domain.models import Column
 
 if TYPE_CHECKING:
-    from domain.encoding import EncodingSpec
+    from domain.formats.encoding import EncodingSpec
 
 MAGIC: Final = b"PAR1"
 CONTENT_TYPE: Final = "application/vnd.apache.parquet"
@@ -81,7 +81,7 @@ def footer(pieces: Sequence[bytes]) -> bytes:
 
 
 class ParquetPartEncoder:
-    """Encodes the rows of one Parquet part (see `domain.encoding.PartEncoder`)."""
+    """Encodes the rows of one Parquet part (see `domain.formats.encoding.PartEncoder`)."""
 
     def __init__(
         self,

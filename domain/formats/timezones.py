@@ -1,7 +1,7 @@
 """Dates in the time zone a request names (IANA names, from the system's or `tzdata`'s database).
 
 BSON dates are instants in UTC. Without a zone the CSV contract writes them with `Z`
-(`domain.cell_format.format_datetime`); with one they are written as the zone's wall-clock time
+(`domain.formats.cell_format.format_datetime`); with one they are written as the zone's wall-clock time
 with its offset on that date (`2024-07-01T12:00:00.000+02:00`), daylight saving included, and
 an XLSX cell holds the zone's wall-clock time (Excel dates have no zone).
 """

@@ -8,7 +8,7 @@
 | int, Int64 within ±2^53 | number (beyond: text, as a double would round it) |
 | finite float | number (NaN and ±Infinity: text, as the CSV writes them) |
 | datetime, DatetimeMS from 1900-03-01 | Excel date (days since 1899-12-30) with a date style, in the request's time zone |
-| anything else (ObjectId, UUID, Decimal128, Binary, documents, arrays, older dates…) | text by the CSV rules (`domain.cell_format`) |
+| anything else (ObjectId, UUID, Decimal128, Binary, documents, arrays, older dates…) | text by the CSV rules (`domain.formats.cell_format`) |
 
 Text is XML-escaped; characters XML 1.0 cannot hold (most C0 controls) are written as Excel's
 `_xHHHH_` escapes, and a literal `_xHHHH_` in the data is protected as `_x005F_xHHHH_`, the way
@@ -24,7 +24,7 @@ from typing import Any, Final
 
 from bson import DatetimeMS, Int64
 
-from domain.cell_format import format_cell
+from domain.formats.cell_format import format_cell
 from domain.formats.timezones import in_zone, zoned_iso
 from domain.formats.xlsx_package import MAX_CELL_CHARS, STYLE_BOLD, STYLE_DATE
 

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from pydantic import BaseModel, ConfigDict
 
-from domain.column_access import paths_to_strip, plan_columns, strip_paths
-from domain.flatten import MISSING, value_at_parts
+from domain.formats.column_access import paths_to_strip, plan_columns, strip_paths
+from domain.formats.flatten import MISSING, value_at_parts
 from domain.formats.timezones import zone_of
 from domain.formats.xlsx_cells import CellWriter
 from domain.formats.xlsx_package import (
@@ -53,7 +53,7 @@ from domain.formats.zip_stream import (
 from domain.models import Column
 
 if TYPE_CHECKING:
-    from domain.encoding import EncodingSpec
+    from domain.formats.encoding import EncodingSpec
 
 Row = Mapping[str, Any]
 
@@ -93,7 +93,7 @@ def columns_refusal(count: int) -> str | None:
 
 
 class XlsxPartEncoder:
-    """Encodes the rows of one XLSX part (see `domain.encoding.PartEncoder`)."""
+    """Encodes the rows of one XLSX part (see `domain.formats.encoding.PartEncoder`)."""
 
     def __init__(
         self,

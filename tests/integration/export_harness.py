@@ -23,8 +23,8 @@ from api.server_progress import progress_from_server
 from connections.decoding import CODEC_OPTIONS
 from connections.s3 import make_s3_client
 from connections.temporal import connect
-from domain.encoding import EncodingSpec, new_part_encoder
 from domain.export_policy import ExportPolicy
+from domain.formats.encoding import EncodingSpec, new_part_encoder
 from domain.models import Column, ExportInput, ExportRequest, Owner, ProgressView
 from domain.settings import Settings
 from scripts.seed_inspections import insert_in_batches

@@ -36,11 +36,11 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from activities.chunk_reader import read_rows
-from domain.chunk_planning import ChunkPlan, plan_chunks
-from domain.column_access import paths_to_strip, strip_paths
-from domain.extended_json import cursor_from_json, cursor_to_json
-from domain.keyset import CursorError, sort_key
-from domain.pipeline_validation import validate_pipeline
+from domain.formats.column_access import paths_to_strip, strip_paths
+from domain.pipeline.extended_json import cursor_from_json, cursor_to_json
+from domain.pipeline.keyset import CursorError, sort_key
+from domain.pipeline.planning import ChunkPlan, plan_chunks
+from domain.pipeline.validation import validate_pipeline
 from domain.settings import Settings
 
 pytestmark = pytest.mark.services

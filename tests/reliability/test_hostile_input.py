@@ -49,13 +49,14 @@ from api.auth import mint_token
 from connections.s3 import make_s3_client
 from connections.temporal import connect
 from domain import objects
-from domain.cell_format import FORMULA_TRIGGERS, format_cell
-from domain.chunk_planning import PlanRefused, plan_chunks
-from domain.encoding import EncodingSpec, encode_part
-from domain.export_plan import ExportRefused, plan_export
+from domain.formats.cell_format import FORMULA_TRIGGERS, format_cell
+from domain.formats.encoding import EncodingSpec, encode_part
+from domain.formats.relaxed_json import relaxed_json
 from domain.models import Column, ExportRequest, Owner
-from domain.operators import operator_refusal, variable_refusal
-from domain.pipeline_validation import (
+from domain.pipeline.export_plan import ExportRefused, plan_export
+from domain.pipeline.operators import operator_refusal, variable_refusal
+from domain.pipeline.planning import PlanRefused, plan_chunks
+from domain.pipeline.validation import (
     _ADMIN_STAGES,
     _REFUSED_OPERATORS,
     _REFUSED_STAGES,
@@ -63,7 +64,6 @@ from domain.pipeline_validation import (
     PipelineRejected,
     validate_pipeline,
 )
-from domain.relaxed_json import relaxed_json
 from domain.settings import Settings
 from domain.webhook_policy import static_refusal
 from tests.api.support import Api, serve

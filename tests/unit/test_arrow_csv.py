@@ -19,8 +19,8 @@ from bson.raw_bson import RawBSONDocument
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.encoding import EncodingSpec, freeze_columns, new_part_encoder
 from domain.formats.arrow_csv import ArrowCsvPartEncoder
+from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
 from domain.models import Column, Compression
 from tests.unit.test_encoding import _documents, _scalars
 

@@ -30,9 +30,9 @@ from bson.son import SON
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.cell_format import FORMULA_TRIGGERS, format_cell, format_float, guard_formula
-from domain.flatten import MISSING
-from domain.relaxed_json import JSON_OPTIONS, relaxed_json
+from domain.formats.cell_format import FORMULA_TRIGGERS, format_cell, format_float, guard_formula
+from domain.formats.flatten import MISSING
+from domain.formats.relaxed_json import JSON_OPTIONS, relaxed_json
 
 OID = ObjectId("65a1b2c3d4e5f60718293a4b")
 UUID = uuid.UUID("12345678-1234-5678-1234-567812345678")

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.chunk_planning import ChunkPlan, PlanRefused, plan_chunks
-from domain.column_access import paths_to_strip, strip_paths
-from domain.keyset import CursorError
-from domain.pipeline_validation import PipelineRejected, validate_pipeline
+from domain.formats.column_access import paths_to_strip, strip_paths
+from domain.pipeline.keyset import CursorError
+from domain.pipeline.planning import ChunkPlan, PlanRefused, plan_chunks
+from domain.pipeline.validation import PipelineRejected, validate_pipeline
 from domain.settings import Settings
 
 SETTINGS = Settings(tenant_field="tenantId", export_collections="*")
@@ -25,7 +25,7 @@ NAN = {"$type": "number", "$not": {"$gte": -math.inf}}
 
 def visible(p: ChunkPlan, row: Mapping[str, Any]) -> Mapping[str, Any]:
     """The row as the encoders see it: the plan's hidden fields left out (their one owner is
-    `domain.column_access`)."""
+    `domain.formats.column_access`)."""
     return strip_paths(row, paths_to_strip(None, p.hidden_fields))
 
 

@@ -12,9 +12,9 @@ from bson import DatetimeMS
 from pydantic import ValidationError
 
 from cli.request_options import add_request_options, request_body
-from domain.csv_encoder import UTF8_BOM
-from domain.encoding import EncodingSpec, encode_part
+from domain.formats.csv_encoder import UTF8_BOM
 from domain.formats.describe import describe_output
+from domain.formats.encoding import EncodingSpec, encode_part
 from domain.models import Column, ExportRequest
 
 COLUMNS = [Column(path="name"), Column(path="when"), Column(path="n")]

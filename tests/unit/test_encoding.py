@@ -21,18 +21,18 @@ from bson.son import SON
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.cell_format import format_cell
-from domain.csv_encoder import MAX_BATCH_ROWS, UTF8_BOM
-from domain.encoding import (
+from domain.formats.cell_format import format_cell
+from domain.formats.csv_encoder import MAX_BATCH_ROWS, UTF8_BOM
+from domain.formats.encoding import (
     EncodingSpec,
     PartEncoder,
     encode_part,
     needs_frozen_columns,
     new_part_encoder,
 )
-from domain.flatten import freeze_columns, value_at
+from domain.formats.flatten import freeze_columns, value_at
+from domain.formats.relaxed_json import relaxed_json
 from domain.models import Column, ExportRequest
-from domain.relaxed_json import relaxed_json
 
 BOM = UTF8_BOM.encode("utf-8")
 

@@ -11,8 +11,8 @@ from bson.son import SON
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.column_access import NEVER_A_KEY, paths_to_strip, plan_columns
-from domain.flatten import (
+from domain.formats.column_access import NEVER_A_KEY, paths_to_strip, plan_columns
+from domain.formats.flatten import (
     MAX_PATH_LENGTH,
     MISSING,
     freeze_columns,

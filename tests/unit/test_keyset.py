@@ -26,9 +26,9 @@ from bson.timestamp import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain import keyset
-from domain.extended_json import ExtendedJsonError, cursor_from_json, cursor_to_json
-from domain.keyset import CursorError, after, key_values, sort_key
+from domain.pipeline import keyset
+from domain.pipeline.extended_json import ExtendedJsonError, cursor_from_json, cursor_to_json
+from domain.pipeline.keyset import CursorError, after, key_values, sort_key
 
 OID_A = ObjectId("5ca4bbc7a2dd94ee5816238c")
 OID_B = ObjectId("5ca4bbc7a2dd94ee5816238d")

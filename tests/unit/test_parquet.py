@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain import objects
-from domain.encoding import EncodingSpec, new_part_encoder
 from domain.formats.arrow_values import to_array
+from domain.formats.encoding import EncodingSpec, new_part_encoder
 from domain.formats.parquet import NOT_FITTING_WARNING, ParquetPartEncoder
 from domain.formats.thrift_compact import decode_struct, encode_struct, shift_offsets
 from domain.models import Column, ExportRequest

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from bson import json_util
 
-from domain.encoding import EncodingSpec, encode_part
+from domain.formats.encoding import EncodingSpec, encode_part
 from tests.integration.parquet_reading import read_three_ways, rows_of_jsonl, same_rows, schema_of
 from tests.unit.test_parquet import encode_in_parts
 

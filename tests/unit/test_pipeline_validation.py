@@ -12,7 +12,7 @@ from bson.regex import Regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain.pipeline_validation import PipelineRejected, validate_pipeline
+from domain.pipeline.validation import PipelineRejected, validate_pipeline
 from domain.settings import Settings
 
 SETTINGS = Settings(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from domain.flatten import freeze_columns
+from domain.formats.flatten import freeze_columns
 from domain.quotas import ExportQuotas, QuotaExceeded
 from domain.settings import DEVELOPMENT_SECRET, InsecureSecretsError, Settings
 

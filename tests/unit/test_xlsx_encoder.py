@@ -15,8 +15,8 @@ import openpyxl
 import pytest
 from bson import Binary, Decimal128, Int64, ObjectId
 
-from domain.encoding import EncodingSpec, needs_frozen_columns, new_part_encoder
 from domain.formats import xlsx_encoder
+from domain.formats.encoding import EncodingSpec, needs_frozen_columns, new_part_encoder
 from domain.formats.xlsx_cells import TRUNCATION_MARKER
 from domain.formats.xlsx_encoder import columns_refusal
 from domain.formats.xlsx_package import MAX_CELL_CHARS, MAX_COLUMNS

@@ -33,8 +33,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from domain.keyset import after, key_values
-from domain.pipeline_validation import PipelineRejected
+from domain.pipeline.keyset import after, key_values
+from domain.pipeline.validation import PipelineRejected
 
 INTERNAL_PREFIX: Final = "__dx_"
 """Field names the plan adds; user pipelines may not use them."""
@@ -97,7 +97,7 @@ class ChunkPlan:
     """The total order of the rows: (field, direction) pairs; a cursor holds their values."""
     hidden_fields: frozenset[str]
     """Fields kept for the cursor that must not reach the file. The encoders leave them out
-    (`EncodingSpec.hidden_fields`, `domain.column_access`): rows are read with them."""
+    (`EncodingSpec.hidden_fields`, `domain.formats.column_access`): rows are read with them."""
     row_limit: int | None
     """A trailing user `$limit`: the export ends after this many rows in all."""
     items: tuple[_Item, ...] = field(repr=False)

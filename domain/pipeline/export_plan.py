@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from domain.chunk_planning import ChunkPlan, PlanRefused, plan_chunks
-from domain.extended_json import ExtendedJsonError
 from domain.models import ExportRequest, Owner
-from domain.pipeline_validation import PipelineRejected, validate_pipeline
+from domain.pipeline.extended_json import ExtendedJsonError
+from domain.pipeline.planning import ChunkPlan, PlanRefused, plan_chunks
+from domain.pipeline.validation import PipelineRejected, validate_pipeline
 from domain.settings import Settings
 from domain.webhook_policy import static_refusal
 

@@ -34,8 +34,8 @@ from typing import Any, Final
 
 from bson import Binary, Code, DatetimeMS, Decimal128, Int64, ObjectId
 
-from domain.flatten import Missing
-from domain.relaxed_json import relaxed_json
+from domain.formats.flatten import Missing
+from domain.formats.relaxed_json import relaxed_json
 
 FORMULA_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r", "\x00", "＝", "＋", "－", "＠")
 """The first characters that make a spreadsheet treat a cell as a formula."""

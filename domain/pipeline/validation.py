@@ -18,7 +18,7 @@ see the documents already filtered. So no rule on the tenant field is needed, an
 What is refused, and why:
 
 * stages outside the allow-list; writes (`$out`, `$merge`); administrative and diagnostic stages;
-* any operator outside the allow-list of `domain.operators`, at any depth: server-side
+* any operator outside the allow-list of `domain.pipeline.operators`, at any depth: server-side
   JavaScript (`$function`, `$accumulator`, `$where`), internal operators (`$_…`), and anything
   that changes between runs (`$rand`, `$sampleRate`), since a retried part must regenerate
   exactly the same rows;
@@ -42,8 +42,8 @@ import bson
 from bson.code import Code
 from bson.dbref import DBRef
 
-from domain.extended_json import ExtendedJsonError, bson_from_extended_json
-from domain.operators import REFUSED_OPERATORS, operator_refusal, variable_refusal
+from domain.pipeline.extended_json import ExtendedJsonError, bson_from_extended_json
+from domain.pipeline.operators import REFUSED_OPERATORS, operator_refusal, variable_refusal
 from domain.settings import Settings
 
 ALLOWED_STAGES: Final = frozenset(
@@ -75,7 +75,7 @@ _ADMIN_STAGES: Final = frozenset(
     }
 )  # fmt: skip
 _REFUSED_OPERATORS: Final = REFUSED_OPERATORS
-"""Kept for the property tests; the allow-list is `domain.operators.ALLOWED_OPERATORS`."""
+"""Kept for the property tests; the allow-list is `domain.pipeline.operators.ALLOWED_OPERATORS`."""
 _LOOKUP_KEYS: Final = frozenset({"from", "localField", "foreignField", "let", "pipeline", "as"})
 _GRAPH_LOOKUP_KEYS: Final = frozenset(
     {

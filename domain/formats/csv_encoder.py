@@ -1,7 +1,7 @@
 """CSV parts: RFC 4180 through the stdlib `csv` module (minimal quoting, CRLF, UTF-8).
 
 The optional BOM and the header row (`Column.title`, formula-guarded like any string) open the
-first part only. Cells follow `domain.cell_format`; newlines inside strings are kept (quoted).
+first part only. Cells follow `domain.formats.cell_format`; newlines inside strings are kept (quoted).
 
 Speed: rows are encoded in small batches, column by column, so the common cases are decided by
 C code for a whole column at once: a column of str/None is checked for formula triggers with one
@@ -21,15 +21,15 @@ from typing import TYPE_CHECKING, Any, Final
 
 from bson import DatetimeMS
 
-from domain.cell_format import format_cell, guard_formula
-from domain.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
-from domain.flatten import MISSING, value_at_parts
+from domain.formats.cell_format import format_cell, guard_formula
+from domain.formats.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
+from domain.formats.flatten import MISSING, value_at_parts
+from domain.formats.part_buffer import PartBuffer
 from domain.formats.timezones import zone_of, zoned_iso
 from domain.models import Column
-from domain.part_buffer import PartBuffer
 
 if TYPE_CHECKING:
-    from domain.encoding import EncodingSpec
+    from domain.formats.encoding import EncodingSpec
 
 UTF8_BOM: Final = "\ufeff"
 FIRST_BATCH_ROWS: Final = 16
@@ -56,7 +56,7 @@ def _mapping_get(row: Row, key: str) -> Any:
 
 
 class CsvPartEncoder:
-    """Encodes the rows of one CSV part (see `domain.encoding.PartEncoder`)."""
+    """Encodes the rows of one CSV part (see `domain.formats.encoding.PartEncoder`)."""
 
     def __init__(self, spec: EncodingSpec, columns: Sequence[Column], *, first_part: bool) -> None:
         self._out = PartBuffer(spec.compression, spec.gzip_level)

@@ -1,7 +1,7 @@
 """JSONL parts: one compact relaxed Extended JSON document per line, `\\n` line ends.
 
 Never a BOM and no formula guard: JSON is not opened as a spreadsheet. Without columns a line is
-the whole document minus the hidden fields (see `domain.column_access`). With columns it is a flat object
+the whole document minus the hidden fields (see `domain.formats.column_access`). With columns it is a flat object
 `{Column.title: value}` in column order, the values kept as typed BSON (dates stay `$date`,
 numbers stay numbers); a missing value leaves its key out, a null stays `null`.
 """
@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from domain.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
-from domain.flatten import MISSING, value_at_parts
+from domain.formats.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
+from domain.formats.flatten import MISSING, value_at_parts
+from domain.formats.part_buffer import PartBuffer
+from domain.formats.relaxed_json import relaxed_json
 from domain.models import Column
-from domain.part_buffer import PartBuffer
-from domain.relaxed_json import relaxed_json
 
 if TYPE_CHECKING:
-    from domain.encoding import EncodingSpec
+    from domain.formats.encoding import EncodingSpec
 
 
 class JsonlPartEncoder:
-    """Encodes the rows of one JSONL part (see `domain.encoding.PartEncoder`)."""
+    """Encodes the rows of one JSONL part (see `domain.formats.encoding.PartEncoder`)."""
 
     def __init__(self, spec: EncodingSpec, columns: Sequence[Column] | None) -> None:
         self._out = PartBuffer(spec.compression, spec.gzip_level)

@@ -9,7 +9,7 @@ embedded documents. They never reach the output:
 * a column above a hidden path (`address` when `address.zip` is hidden) reads the row with the
   hidden path removed, and so does a JSONL line of the whole document.
 
-Removal (`domain.flatten.strip_paths`) copies only the documents on the way to a hidden value;
+Removal (`domain.formats.flatten.strip_paths`) copies only the documents on the way to a hidden value;
 the row itself is never changed.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from domain.flatten import Path, split_path, strip_paths
+from domain.formats.flatten import Path, split_path, strip_paths
 from domain.models import Column
 
 __all__ = ["NEVER_A_KEY", "ColumnAccess", "paths_to_strip", "plan_columns", "strip_paths"]

@@ -1,8 +1,8 @@
 """Row encoders behind one small interface: documents in, the bytes of one S3 part out.
 
 A faster encoder (PyMongoArrow, pyarrow, Parquet) can replace the ones here without touching
-the workflow, as long as it produces the same bytes: `domain.csv_encoder` and
-`domain.jsonl_encoder` say what those are. A part is encoded in memory from a known cursor, so a
+the workflow, as long as it produces the same bytes: `domain.formats.csv_encoder` and
+`domain.formats.jsonl_encoder` say what those are. A part is encoded in memory from a known cursor, so a
 retried activity produces the same bytes for the same part number.
 
 Typical use in an activity::
@@ -21,12 +21,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from domain.csv_encoder import CsvPartEncoder
-from domain.flatten import freeze_columns
+from domain.formats.csv_encoder import CsvPartEncoder
+from domain.formats.flatten import freeze_columns
+from domain.formats.jsonl_encoder import JsonlPartEncoder
+from domain.formats.part_buffer import DEFAULT_GZIP_LEVEL
 from domain.formats.xlsx_encoder import XlsxPartEncoder
-from domain.jsonl_encoder import JsonlPartEncoder
 from domain.models import Column, Compression, ExportFormat, ExportRequest
-from domain.part_buffer import DEFAULT_GZIP_LEVEL
 
 Engine = Literal["python", "arrow"]
 
@@ -52,7 +52,7 @@ class EncodingSpec:
     """Prefix CSV string cells a spreadsheet would run as a formula with `'`."""
     hidden_fields: frozenset[str] = frozenset()
     """Fields (top-level names or dotted paths) the chunk planner keeps for its cursor; they
-    never appear in the output (see `domain.column_access`)."""
+    never appear in the output (see `domain.formats.column_access`)."""
     gzip_level: int = DEFAULT_GZIP_LEVEL
     engine: Engine = "python"
     """`arrow`: CSV cells of raw BSON rows made by PyMongoArrow and Arrow compute, the same bytes
