@@ -466,17 +466,51 @@ async def sync_phases(ctx: BenchContext, collection: str) -> dict[str, Any]:
                         total += len(chunk)
                 return total
 
+            async def encoded() -> list[int | None]:
+                """Rows each export has encoded; None for one that has answered already."""
+                answers = [(await api.get(f"/exports/{i}")).json() for i in ids]
+                return [
+                    None
+                    if a["status"] == "COMPLETED"
+                    else int(a["rows"])
+                    if a["status"] == "ENCODING"
+                    else 0
+                    for a in answers
+                ]
+
+            async def all_encoding() -> bool:
+                return all(r is None or r > 0 for r in await encoded())
+
             downloads = [asyncio.create_task(download(i)) for i in ids]
-            await asyncio.sleep(1.0)
+            # As for the product, the window opens once every export is at work (encoding rows,
+            # past the engine's first reply), so it measures exports at work, not waiting.
+            why: list[str] = []
+            try:
+                await _wait_for(all_encoding, WARM_UP_SECONDS, "the in-handler exports to encode")
+            except RuntimeError:
+                why.append(f"not every export was encoding after {WARM_UP_SECONDS:.0f} s")
+            rows_before = await encoded()
             samples, fallbacks = await steady_load(probes, sizes.s4_rate, sizes.s4_requests)
             still = sum(1 for d in downloads if not d.done())
-            why = [] if still == EXPORTS else [f"only {still} of {EXPORTS} exports still ran"]
+            rows_after = await encoded()
+            # An export that ended inside the window advanced too (to its last row).
+            advanced = [
+                b is not None and (a is None or a > b)
+                for b, a in zip(rows_before, rows_after, strict=True)
+            ]
+            if not all(advanced):
+                why.append(
+                    f"rows did not advance during the window for {advanced.count(False)} of "
+                    f"{EXPORTS} exports ({rows_before} → {rows_after})"
+                )
             phases["load"] = {
                 "samples": samples,
                 "fallbacks": fallbacks,
-                "valid": still == EXPORTS,
+                "valid": not why,
                 "why_invalid": why,
                 "running": still,
+                "rows_before": rows_before,
+                "rows_after": rows_after,
             }
             for task in downloads:
                 task.cancel()

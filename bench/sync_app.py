@@ -5,7 +5,7 @@ request handler runs the export itself, synchronously, and answers with the CSV.
 whole pipeline with PyMongo (one cursor, the kindest case for this design), encodes it with the
 product's CSV encoder and returns the file;
 it is a plain `def` handler, so FastAPI runs it in its thread pool, as such code usually is.
-`GET /exports/{id}` and `/healthz` answer from memory. Run with
+`GET /exports/{id}` (status and rows encoded so far) and `/healthz` answer from memory. Run with
 `python -m bench.sync_app --port N`; settings come from the environment like the product's.
 """
 
@@ -30,14 +30,19 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="export inside the request (status quo)")
     client: MongoClient[dict[str, object]] = MongoClient(settings.mongodb_uri, tz_aware=True)
     status: dict[str, str] = {}
+    rows_encoded: dict[str, int] = {}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/exports/{export_id}")
-    async def progress(export_id: str) -> dict[str, str]:
-        return {"export_id": export_id, "status": status.get(export_id, "UNKNOWN")}
+    async def progress(export_id: str) -> dict[str, object]:
+        return {
+            "export_id": export_id,
+            "status": status.get(export_id, "UNKNOWN"),
+            "rows": rows_encoded.get(export_id, 0),
+        }
 
     @app.post("/exports/{export_id}")
     def export(export_id: str, request: ExportRequest) -> Response:
@@ -51,8 +56,11 @@ def create_app(settings: Settings) -> FastAPI:
             request.columns or freeze_columns(sample, plan.hidden_fields),
             first_part=True,
         )
-        for row in itertools.chain(sample, rows):
+        status[export_id] = "ENCODING"
+        for count, row in enumerate(itertools.chain(sample, rows), 1):
             encoder.write(row)
+            if count % 1000 == 0:
+                rows_encoded[export_id] = count
         body = encoder.finish()
         status[export_id] = "COMPLETED"
         return Response(body, media_type="text/csv")
