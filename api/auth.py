@@ -88,21 +88,20 @@ def _claims(token: str, settings: Settings, idp: IdentityProviderKeys | None) ->
     except jwt.PyJWTError as exc:
         raise _unauthorized(f"invalid token: {exc}") from exc
     algorithm = header.get("alg")
-    if algorithm == ALGORITHM and settings.api_jwt_accept_hs256:
-        key: Any = settings.api_jwt_secret
-        issuer, audience = settings.api_jwt_issuer, settings.api_jwt_audience
-        names = ("sub", "tenant")
-    elif idp is not None and algorithm != ALGORITHM:
+    key: Any
+    if idp is not None and algorithm != ALGORITHM:
         key, algorithm = idp.verification_key(header)
         issuer, audience = settings.api_jwks_issuer, settings.api_jwks_audience
         names = (settings.api_jwks_user_claim, settings.api_jwks_tenant_claim)
+    elif settings.api_jwt_accept_hs256:
+        # Only HS256 is allowed: any other `alg` (none, HS512…) is refused by PyJWT below.
+        key, algorithm = settings.api_jwt_secret, ALGORITHM
+        issuer, audience = settings.api_jwt_issuer, settings.api_jwt_audience
+        names = ("sub", "tenant")
     else:
-        accepted = ([ALGORITHM] if settings.api_jwt_accept_hs256 else []) + (
-            sorted(idp.algorithms) if idp is not None else []
-        )
         raise _unauthorized(
-            f"token algorithm {str(algorithm)[:40]!r} is not accepted (accepted: "
-            f"{', '.join(accepted) or 'none configured'})"
+            "invalid token: shared-secret (HS256) tokens are not accepted "
+            "(API_JWT_ACCEPT_HS256=false); send the identity provider's"
         )
     try:
         claims = jwt.decode(

@@ -93,12 +93,12 @@ class IdentityProviderKeys:
         algorithm = header.get("alg")
         if algorithm not in self.algorithms:
             raise _unauthorized(
-                f"token algorithm {_shown(algorithm)} is not accepted from the identity provider "
+                f"invalid token: algorithm {_shown(algorithm)} is not accepted from the identity provider "
                 f"(API_JWKS_ALGORITHMS: {', '.join(sorted(self.algorithms))})"
             )
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise _unauthorized("the token's header has no 'kid' naming the provider's key")
+            raise _unauthorized("invalid token: its header has no 'kid' naming the provider's key")
         try:
             self._client.get_signing_keys()  # the cached set; any failure here is the provider's
         except (jwt.PyJWKClientError, jwt.PyJWKSetError, ValueError) as exc:
@@ -109,11 +109,11 @@ class IdentityProviderKeys:
             raise self._unavailable(exc) from exc
         except jwt.PyJWKClientError as exc:
             raise _unauthorized(
-                f"the token's key {_shown(kid)} is not among the identity provider's keys"
+                f"invalid token: its key {_shown(kid)} is not among the identity provider's keys"
             ) from exc
         if algorithm != jwk.algorithm_name or algorithm not in algorithms_for_key(jwk.key):
             raise _unauthorized(
-                f"token algorithm {algorithm!r} does not match the provider's key {_shown(kid)} "
+                f"invalid token: algorithm {algorithm!r} does not match the provider's key {_shown(kid)} "
                 f"({jwk.key_type}, {jwk.algorithm_name})"
             )
         return jwk.key, algorithm

@@ -227,6 +227,8 @@ class Settings(BaseSettings):
         Issuer and audience are required: without an audience check, any token the provider
         issued to any of its applications would open this API."""
         if self.api_jwks_url is None:
+            if not self.api_jwt_accept_hs256:
+                return "API_JWT_ACCEPT_HS256=false needs API_JWKS_URL: no token could be accepted"
             return None
         missing = [
             name.upper()

@@ -163,7 +163,7 @@ async def test_hs256_can_be_turned_off(
             headers=api.headers(owner=_owner("svc", "initech")),
         )
         assert answer.status_code == 401
-        assert "'HS256' is not accepted" in answer.json()["error"]["message"]
+        assert "(HS256) tokens are not accepted" in answer.json()["error"]["message"]
         assert (await _explain(http, api, ED.token())).status_code == 200
 
 
@@ -248,6 +248,8 @@ async def test_a_provider_that_is_down_fails_closed_with_503(
 def test_incomplete_provider_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="API_JWKS_AUDIENCE"):
         Settings(api_jwks_url="https://idp.example/jwks", api_jwks_issuer=ISSUER)
+    with pytest.raises(ValueError, match="no token could be accepted"):
+        Settings(api_jwt_accept_hs256=False)
     with pytest.raises(ValueError, match="only name asymmetric algorithms"):
         Settings(
             api_jwks_url="https://idp.example/jwks",
