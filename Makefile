@@ -47,6 +47,20 @@ demo: up ## The main job end to end: seed, export through the API, download, ver
 test: services ## Run the whole test suite against the local stack
 	scripts/run-tests
 
+.PHONY: node-deps ts-client ts-check
+NODE_PACKAGES := clients/typescript examples/nextjs
+
+node-deps: install ## npm ci the TypeScript client and the Next.js example (cached outside the checkout)
+	$(PY) -m devstack.node_deps $(NODE_PACKAGES)
+
+ts-client: node-deps ## Regenerate the TypeScript client's types from the API's OpenAPI document
+	$(PY) -m scripts.ts_client generate
+
+ts-check: node-deps ## The client's types match the API; the client and the Next.js example type-check
+	$(PY) -m scripts.ts_client check
+	cd clients/typescript && node_modules/.bin/tsc -p tsconfig.test.json --noEmit
+	cd examples/nextjs && node_modules/.bin/tsc --noEmit
+
 .PHONY: reliability
 reliability: services ## Fault injection, hostile input, isolation and load (~15 min); writes RELIABILITY.md
 	$(PY) -m devstack.toxiproxy install

@@ -13,6 +13,7 @@ from api import routes_exports, routes_health
 from api.body_limit import BodySizeLimitMiddleware
 from api.deps import Services
 from api.errors import install_error_handlers
+from api.identity_provider import IdentityProviderKeys
 from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.planning import Planner
@@ -27,8 +28,9 @@ Durable exports of MongoDB aggregations to S3. `POST /exports` answers at once w
 Temporal workflow reads the aggregation in chunks and streams CSV or JSON Lines into S3;
 `GET /exports/{id}` shows progress and, once complete, a fresh presigned download link.
 
-Every endpoint but the operational ones needs `Authorization: Bearer <JWT>` (HS256, claims
-`sub`, `tenant`, `exp`). Errors always have the shape
+Every endpoint but the operational ones needs `Authorization: Bearer <JWT>`: HS256 with the
+claims `sub`, `tenant`, `exp`, or a token of the identity provider the API is configured with
+(RS256, ES256, EdDSA, verified against its JWKS). Errors always have the shape
 `{"error": {"status", "code", "message", "details"?}}`.
 """
 
@@ -65,6 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # One key cache per app (not per request); built here so a bad configuration stops the start.
+    app.state.identity_provider = IdentityProviderKeys(settings) if settings.api_jwks_url else None
     install_error_handlers(app)
     app.include_router(routes_exports.router)
     app.include_router(routes_health.router)

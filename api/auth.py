@@ -1,4 +1,15 @@
-"""Bearer tokens: HS256 JWTs carrying the caller's user id (`sub`) and `tenant`.
+"""Bearer tokens: the caller's user id and tenant, from a JWT.
+
+Two kinds of token are accepted (README, "Integrate with your app"):
+
+- HS256 tokens signed with the shared API_JWT_SECRET, with the claims `sub` and `tenant`
+  (service tokens, `exportctl token`); `API_JWT_ACCEPT_HS256=false` turns them off.
+- Asymmetric tokens (RS256, ES256, EdDSA…) from the application's identity provider, verified
+  against its JWKS (`api.identity_provider`), with the configured issuer and audience and the
+  user id and tenant read from the claims API_JWKS_USER_CLAIM and API_JWKS_TENANT_CLAIM.
+
+The token's `alg` header only chooses which of the two verifies it; each then pins its own
+algorithms, so `none`, an HMAC keyed with a public key, or any other algorithm is refused.
 
 The owner of every export comes from here and nowhere else. Identities are 1 to 200 printable
 ASCII characters without quotes, backslashes or surrounding spaces: they are matched in Temporal
@@ -11,20 +22,21 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import jwt
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.deps import SettingsDep
 from api.errors import ApiError
+from api.identity_provider import IdentityProviderKeys
 from domain.models import Owner
 from domain.settings import Settings
 
 ALGORITHM = "HS256"
-REQUIRED_CLAIMS = ("sub", "tenant", "exp")
 _IDENTITY = re.compile(r"[\x20-\x7e]{1,200}")
 _UNMATCHABLE = frozenset("'\"\\")
 
@@ -40,7 +52,9 @@ def _is_identity(value: object) -> bool:
 
 bearer_scheme = HTTPBearer(
     auto_error=False,
-    description="An HS256 JWT with the claims `sub` (user id), `tenant` and `exp`.",
+    description="A JWT: HS256 with the claims `sub` (user id), `tenant` and `exp`, or, when the "
+    "API is configured with an identity provider (API_JWKS_URL), one of its tokens (RS256, "
+    "ES256, EdDSA) with its issuer, audience and the configured user and tenant claims.",
 )
 
 
@@ -60,29 +74,66 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def owner_from_token(token: str, settings: Settings) -> Owner:
-    """The token's owner, or 401 naming what is wrong with it.
+@dataclass(frozen=True)
+class _Verified:
+    claims: dict[str, Any]
+    user_claim: str
+    tenant_claim: str
 
-    `exp` (and `iat`, `nbf` when present) must be JSON numbers: PyJWT alone would also take
-    numeric strings. A small clock leeway is allowed; the token may live at most
-    `API_JWT_MAX_LIFETIME_SECONDS` (from `iat`, or from now when it has none); issuer and
-    audience are checked when configured.
-    """
-    leeway = settings.api_jwt_leeway_seconds
+
+def _claims(token: str, settings: Settings, idp: IdentityProviderKeys | None) -> _Verified:
+    """The verified claims of either kind of token, and the names of its identity claims."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise _unauthorized(f"invalid token: {exc}") from exc
+    algorithm = header.get("alg")
+    key: Any
+    if idp is not None and algorithm != ALGORITHM:
+        key, algorithm = idp.verification_key(header)
+        issuer, audience = settings.api_jwks_issuer, settings.api_jwks_audience
+        names = (settings.api_jwks_user_claim, settings.api_jwks_tenant_claim)
+    elif settings.api_jwt_accept_hs256:
+        # Only HS256 is allowed: any other `alg` (none, HS512…) is refused by PyJWT below.
+        key, algorithm = settings.api_jwt_secret, ALGORITHM
+        issuer, audience = settings.api_jwt_issuer, settings.api_jwt_audience
+        names = ("sub", "tenant")
+    else:
+        raise _unauthorized(
+            "invalid token: shared-secret (HS256) tokens are not accepted "
+            "(API_JWT_ACCEPT_HS256=false); send the identity provider's"
+        )
     try:
         claims = jwt.decode(
             token,
-            settings.api_jwt_secret,
-            algorithms=[ALGORITHM],
-            options={"require": list(REQUIRED_CLAIMS)},
-            leeway=leeway,
-            issuer=settings.api_jwt_issuer,
-            audience=settings.api_jwt_audience,
+            key,
+            algorithms=[algorithm],
+            options={"require": ["exp", *names]},
+            leeway=settings.api_jwt_leeway_seconds,
+            issuer=issuer,
+            audience=audience,
         )
     except jwt.ExpiredSignatureError as exc:
         raise _unauthorized("the token has expired") from exc
     except jwt.PyJWTError as exc:
         raise _unauthorized(f"invalid token: {exc}") from exc
+    return _Verified(claims=claims, user_claim=names[0], tenant_claim=names[1])
+
+
+def owner_from_token(
+    token: str, settings: Settings, idp: IdentityProviderKeys | None = None
+) -> Owner:
+    """The token's owner, or 401 naming what is wrong with it (503 when the identity
+    provider's keys cannot be fetched).
+
+    `exp` (and `iat`, `nbf` when present) must be JSON numbers: PyJWT alone would also take
+    numeric strings. A small clock leeway is allowed; the token may live at most
+    `API_JWT_MAX_LIFETIME_SECONDS` (from `iat`, or from now when it has none); issuer and
+    audience are checked when configured (always for the identity provider's tokens).
+    """
+    verified = _claims(token, settings, idp)
+    claims = verified.claims
+    leeway = settings.api_jwt_leeway_seconds
     for claim in ("exp", "iat", "nbf"):
         if claim in claims and not _is_number(claims[claim]):
             raise _unauthorized(f"token claim {claim!r} must be a number (seconds since 1970)")
@@ -92,24 +143,34 @@ def owner_from_token(token: str, settings: Settings) -> Owner:
             f"the token lives longer than {settings.api_jwt_max_lifetime_seconds} s, the "
             "longest lifetime accepted (API_JWT_MAX_LIFETIME_SECONDS)"
         )
-    for claim in ("sub", "tenant"):
-        if not _is_identity(claims[claim]):
+    user, tenant = claims[verified.user_claim], claims[verified.tenant_claim]
+    for claim, value in ((verified.user_claim, user), (verified.tenant_claim, tenant)):
+        if not _is_identity(value):
             raise _unauthorized(
                 f"token claim {claim!r} must be 1 to 200 printable ASCII characters "
                 "without quotes, backslashes or surrounding spaces"
             )
-    if claims["tenant"] in {".", ".."} or "/" in claims["tenant"]:
-        raise _unauthorized("token claim 'tenant' must not be a dot segment or hold a slash")
-    return Owner(user_id=claims["sub"], tenant=claims["tenant"])
+    if tenant in {".", ".."} or "/" in tenant:
+        raise _unauthorized(
+            f"token claim {verified.tenant_claim!r} must not be a dot segment or hold a slash"
+        )
+    return Owner(user_id=user, tenant=tenant)
+
+
+def identity_provider(request: Request) -> IdentityProviderKeys | None:
+    """The app's identity-provider keys (built by `create_app`), or None without API_JWKS_URL."""
+    return cast(IdentityProviderKeys | None, request.app.state.identity_provider)
 
 
 def current_owner(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     settings: SettingsDep,
+    idp: Annotated[IdentityProviderKeys | None, Depends(identity_provider)],
 ) -> Owner:
+    """Sync on purpose: FastAPI runs it in a worker thread, where a JWKS fetch may block."""
     if credentials is None:
         raise _unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
-    return owner_from_token(credentials.credentials, settings)
+    return owner_from_token(credentials.credentials, settings, idp)
 
 
 OwnerDep = Annotated[Owner, Depends(current_owner)]

@@ -10,13 +10,18 @@ import logging
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
 SEVEN_DAYS = 7 * 24 * 3600
 DEVELOPMENT_SECRET = "change-me-local-development-only"
 _log = logging.getLogger("settings")
+ASYMMETRIC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+"""What an identity provider's tokens may be signed with: never `none` or an HMAC, whose key
+would be the public key anyone can fetch (the HS/RS confusion)."""
 
 ReadPreference = Literal[
     "primary", "primaryPreferred", "secondary", "secondaryPreferred", "nearest"
@@ -133,6 +138,33 @@ class Settings(BaseSettings):
     """Clock skew accepted on `exp`, `nbf` and `iat`."""
     api_jwt_max_lifetime_seconds: Annotated[int, Field(gt=0)] = 24 * 3600
     """Longest accepted token lifetime (`exp - iat`)."""
+    api_jwt_accept_hs256: bool = True
+    """Accept HS256 tokens signed with API_JWT_SECRET (service tokens, `exportctl token`). With
+    an identity provider configured, `false` leaves its tokens as the only way in."""
+
+    # Tokens from an identity provider (README, "Integrate with your app"): asymmetric JWTs
+    # verified against the provider's JWKS. Off while API_JWKS_URL is unset.
+    api_jwks_url: str | None = None
+    """The identity provider's JWKS document (e.g. `https://tenant.auth0.com/.well-known/jwks.json`)."""
+    api_jwks_issuer: str | None = None
+    """The `iss` the provider's tokens must carry (required with API_JWKS_URL)."""
+    api_jwks_audience: str | None = None
+    """The `aud` the provider's tokens must carry: this API's identifier at the provider
+    (required with API_JWKS_URL, so a token the provider issued to another app is refused)."""
+    api_jwks_algorithms: str = "RS256,ES256,EdDSA"
+    """Comma list of the signature algorithms accepted from the provider; each must also match
+    its key's type (RSA: RS*/PS*, EC P-256: ES256, P-384: ES384, P-521: ES512, Ed25519: EdDSA)."""
+    api_jwks_user_claim: str = "sub"
+    """The claim holding the user id (an exact claim name, e.g. `sub` or `https://acme.example/uid`)."""
+    api_jwks_tenant_claim: str = "tenant"
+    """The claim holding the tenant (e.g. `org_id`, or a namespaced `https://acme.example/tenant`)."""
+    api_jwks_cache_seconds: Annotated[float, Field(gt=0, le=86_400)] = 300
+    """How long the fetched keys are used before fetching them again."""
+    api_jwks_refresh_cooldown_seconds: Annotated[float, Field(ge=0, le=3600)] = 30
+    """Least time between two fetches caused by a token whose `kid` is not among the cached keys
+    (a key rotation): forged `kid`s cannot make the API hammer the provider."""
+    api_jwks_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5
+    """Deadline of one JWKS fetch; a provider that does not answer gets 503."""
     max_running_exports_per_tenant: Annotated[int, Field(gt=0)] = 20
     max_running_exports_per_user: Annotated[int, Field(gt=0)] = 3
     api_max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
@@ -154,6 +186,9 @@ class Settings(BaseSettings):
         "notify_email",
         "api_jwt_issuer",
         "api_jwt_audience",
+        "api_jwks_url",
+        "api_jwks_issuer",
+        "api_jwks_audience",
     )
     @classmethod
     def _empty_means_unset(cls, value: str | None) -> str | None:
@@ -179,6 +214,44 @@ class Settings(BaseSettings):
                 "could forge tokens or signatures with it. Set secrets of your own, or "
                 "DEVELOPMENT_MODE=true for a local development stack."
             )
+
+    @model_validator(mode="after")
+    def _identity_provider_is_complete(self) -> Settings:
+        if problem := self.identity_provider_problem():
+            raise ValueError(problem)
+        return self
+
+    def identity_provider_problem(self) -> str | None:
+        """Why the identity-provider settings cannot verify tokens safely, or None.
+
+        Issuer and audience are required: without an audience check, any token the provider
+        issued to any of its applications would open this API."""
+        if self.api_jwks_url is None:
+            if not self.api_jwt_accept_hs256:
+                return "API_JWT_ACCEPT_HS256=false needs API_JWKS_URL: no token could be accepted"
+            return None
+        missing = [
+            name.upper()
+            for name in ("api_jwks_issuer", "api_jwks_audience")
+            if getattr(self, name) is None
+        ]
+        if missing:
+            return f"API_JWKS_URL is set but {' and '.join(missing)} not: both are required"
+        if not self.jwks_algorithms:
+            return "API_JWKS_ALGORITHMS names no algorithm"
+        if unknown := sorted(self.jwks_algorithms - ASYMMETRIC_ALGORITHMS):
+            return (
+                f"API_JWKS_ALGORITHMS may only name asymmetric algorithms "
+                f"({', '.join(sorted(ASYMMETRIC_ALGORITHMS))}), not {', '.join(unknown)}"
+            )
+        return None
+
+    @property
+    def jwks_algorithms(self) -> frozenset[str]:
+        """The algorithms of API_JWKS_ALGORITHMS."""
+        return frozenset(
+            name.strip() for name in self.api_jwks_algorithms.split(",") if name.strip()
+        )
 
     @property
     def webhook_allow_list(self) -> frozenset[str]:
