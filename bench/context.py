@@ -87,14 +87,23 @@ class BenchContext:
     exports: list[ExportRun] = field(default_factory=list)
     """Every export the scenarios measured (scenario 6 reads their histories)."""
 
-    def stack(self, engine: str, layout: Layout = "split") -> ProductStack:
-        """The product (API and workers, in `layout`) on `engine`, started on first use."""
+    def stack(
+        self, engine: str, layout: Layout = "split", csv_engine: str = "python"
+    ) -> ProductStack:
+        """The product (API and workers, in `layout`, encoding CSV with `csv_engine`) on
+        `engine`, started on first use."""
         key = engine if layout == "split" else f"{engine}/{layout}"
+        if csv_engine != "python":
+            key += f"/{csv_engine}"
         if key not in self.stacks:
             label = "mjs" if engine == "mongo-java-server" else "ferret"
             if layout != "split":
                 label += f"-{layout}"
-            self.stacks[key] = ProductStack(engine, label, layout).start()
+            env = {}
+            if csv_engine != "python":
+                label += f"-{csv_engine}"
+                env["CSV_ENGINE"] = csv_engine
+            self.stacks[key] = ProductStack(engine, label, layout, extra_env=env).start()
         return self.stacks[key]
 
     def plot_path(self, name: str) -> Path:

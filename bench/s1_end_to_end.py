@@ -82,22 +82,33 @@ def read_and_encode(collection: Any, plan: Any, run: ExportRun, settings: Any, c
 async def measure_engine(ctx: BenchContext, engine: str, docs: int, reps: int) -> dict[str, Any]:
     name, seeded = ensure_collection(engine, docs)
     stack = ctx.stack(engine)
+    arrow_stack = ctx.stack(engine, csv_engine="arrow")
     settings = stack.settings
     request = request_for(name)
     plan = plan_of(request, owner(USER), settings)
     client, collection = source(settings, name)
     columns = [Column(path=path) for path in REPORT_COLUMNS]
     runs: list[ExportRun] = []
+    arrow_runs: list[ExportRun] = []
     times: dict[str, list[float]] = {"export": [], "reads": [], "reads_encode": [], "single": []}
     read_rows = 0
     first: ExportRun | None = None
     try:
         read_unchunked(collection, plan, settings)  # warm-up, not measured
         for rep in range(reps):
-            order = ["export", "reads", "reads_encode", "single"]
+            order = ["export", "reads", "reads_encode", "single", "export_arrow"]
             order = order[rep % len(order) :] + order[: rep % len(order)]
+            if first is None:  # the first repetition starts with the export
+                order.remove("export")
+                order.insert(0, "export")
             for what in order:
                 log.info("scenario 1, %s, repetition %d: %s", engine, rep + 1, what)
+                if what == "export_arrow":
+                    run = await run_export(
+                        arrow_stack, ctx.temporal, request, user=USER, label=f"s1-{engine}-arrow"
+                    )
+                    arrow_runs.append(run)
+                    continue
                 if what == "export":
                     run = await run_export(
                         stack, ctx.temporal, request, user=USER, label=f"s1-{engine}"
@@ -133,6 +144,10 @@ async def measure_engine(ctx: BenchContext, engine: str, docs: int, reps: int) -
         raise RuntimeError(f"the baseline read {read_rows} rows, the export {first.rows}")
     cpu = [r.worker_cpu_seconds or 0.0 for r in runs]
     per_100k = [c / r.rows * 100_000 for c, r in zip(cpu, runs, strict=True)]
+    if any(r.rows != first.rows or r.bytes != first.bytes for r in arrow_runs):
+        raise RuntimeError("the Arrow CSV engine exported other rows or bytes than Python's")
+    arrow_cpu = [r.worker_cpu_seconds or 0.0 for r in arrow_runs]
+    arrow_per_100k = [c / r.rows * 100_000 for c, r in zip(arrow_cpu, arrow_runs, strict=True)]
     return {
         "engine": engine,
         "collection": name,
@@ -149,7 +164,10 @@ async def measure_engine(ctx: BenchContext, engine: str, docs: int, reps: int) -
         "reads_over_single": ratios(times["reads"], times["single"]),
         "worker_cpu_seconds": cpu,
         "worker_cpu_seconds_per_100k_rows": per_100k,
+        "arrow_worker_cpu_seconds": arrow_cpu,
+        "arrow_worker_cpu_seconds_per_100k_rows": arrow_per_100k,
         "exports": [r.to_json() for r in runs],
+        "arrow_exports": [r.to_json() for r in arrow_runs],
     }
 
 
@@ -227,7 +245,12 @@ async def run(ctx: BenchContext) -> ScenarioResult:
             (f"{label}: export ÷ reads", _ratio(m["export_over_reads"])),
             (f"{label}: export ÷ (reads + encoding)", _ratio(m["export_over_reads_encode"])),
             (f"{label}: chunked reads ÷ unchunked read", _ratio(m["reads_over_single"])),
-            (f"{label}: worker CPU seconds per 100,000 rows", _seconds(cpu)),
+            (f"{label}: worker CPU seconds per 100,000 rows, Python CSV engine", _seconds(cpu)),
+            (
+                f"{label}: worker CPU seconds per 100,000 rows, Arrow CSV engine (same rows, "
+                "same bytes)",
+                _seconds(m["arrow_worker_cpu_seconds_per_100k_rows"]),
+            ),
         ]
     result.setup.insert(
         0,

@@ -1,26 +1,29 @@
-"""The Arrow CSV engine: CSV cells from raw BSON batches decoded by PyMongoArrow, byte for byte
+"""The Arrow CSV engine: CSV text from raw BSON batches decoded by PyMongoArrow, byte for byte
 what the Python encoder (`domain.formats.csv_encoder`, the reference) writes.
 
-It is the Python encoder with one step replaced: the cells of a batch. Batching, the header, the
-formula guard, the csv module and the part buffer are the reference's, so the part sizes, and
-with them the part boundaries and the gzip members, are the same. A batch of raw rows
-(`RawBSONDocument`, read with the worker's codec options) is decoded into Arrow with a schema
-pinned from the first batch of the part, which the Python path encodes while noting each
-column's Python types. Where Arrow's values could differ from Python's, the Python path encodes
-(the whole part, or the batch that fails a check):
+It is the Python encoder with one step replaced: writing a batch's rows. Batching, the header and
+the part buffer are the reference's, so the part sizes, and with them the part boundaries and the
+gzip members, are the same. A batch of raw rows (`RawBSONDocument`, read with the worker's codec
+options) is decoded into Arrow with a schema pinned from the first batch of the part, which the
+Python path encodes while noting each column's Python types; Arrow compute formats the cells,
+guards formulas, quotes and joins the rows (`domain.formats.arrow_text`), so no Python object is
+made per cell. What Arrow cannot make exactly falls back, per column where it can:
 
-* mixed types, documents, arrays, Decimal128, binary, columns through array indexes or above a
-  hidden path: such a column needs the rows decoded in Python, and then Arrow's decoding is
-  extra work, so the whole part goes through Python;
+* a column of documents, arrays, Decimal128, binary or mixed types, a path through an array
+  index or above a hidden path: that column's cells are made by the Python formatter from the
+  batch decoded in one `bson.decode_all` call, the other columns by Arrow (when Python would
+  make more columns than Arrow, the whole part goes through Python: the Python decoding is
+  needed anyway and Arrow's would be extra work);
 * PyMongoArrow raises on a value of another BSON type for string, date, ObjectId and bool columns:
-  that batch goes through Python;
+  that batch goes through Python, which pins the kinds again for the next batches;
 * its int64 and double builders convert silently (a double into an int64 column, an int or a
   bool into a double column, where CSV writes `2.0`, `2` and `true`): the batch's bytes are
   searched for an element of a converting type named like the column's leaf field (type byte,
   name, NUL; a match inside a string is a false alarm, which costs only speed); any hit sends
-  the batch through Python;
+  the batch through Python; a NaN (null in Arrow) is asked of Python cell by cell;
 * a key containing dots that could spell a dotted column path (the Python reader finds such keys,
-  PyMongoArrow does not), invalid UTF-8, dates outside the years 1000 to 9999: Python.
+  PyMongoArrow does not), invalid UTF-8, a NUL in a string, dates outside the years 1000 to
+  9999: the batch goes through Python.
 """
 
 from __future__ import annotations
@@ -36,9 +39,17 @@ import pyarrow.compute as pc
 from bson.codec_options import CodecOptions
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
-from domain.formats.cell_format import format_cell, format_float, guard_formula
+from domain.formats.arrow_text import (
+    DatesOutOfRange,
+    NeedsCsvModule,
+    csv_cells,
+    csv_text,
+    iso_dates,
+    oid_hex,
+)
+from domain.formats.cell_format import format_cell, format_float
 from domain.formats.column_access import NEVER_A_KEY
-from domain.formats.csv_encoder import CsvPartEncoder, Row, _any_formula_trigger, _mapping_get
+from domain.formats.csv_encoder import CsvPartEncoder, Row
 from domain.formats.flatten import MISSING, value_at_parts
 from domain.models import Column
 
@@ -46,17 +57,21 @@ with warnings.catch_warnings():
     # PyMongoArrow 1.15's Cython module reports pyarrow 25's larger array structs at import;
     # it uses none of the changed fields (its own tests pass on this pair, as ours do).
     warnings.simplefilter("ignore", RuntimeWarning)
-    from pymongoarrow.context import PyMongoArrowContext
+    from pymongoarrow.context import _parse_builder_map, _parse_types
+    from pymongoarrow.lib import BuilderManager
     from pymongoarrow.schema import Schema
-    from pymongoarrow.types import ObjectIdType
+    from pymongoarrow.types import ObjectIdType, _get_internal_typemap
 
 if TYPE_CHECKING:
     from domain.formats.encoding import EncodingSpec
 
+PYTHON_SHARE: Final = 8
+"""Arrow makes a part's cells when it makes at least this many times as many columns as Python
+must (scenario 5: 15 Arrow columns beside 3 Python ones cost more than Python alone, since the
+rows must be decoded in Python in full for those 3)."""
+SHORT_NAME: Final = 4
 MAX_FAILED_BATCHES: Final = 4
 """Batches Arrow may fail in one part before the rest of the part goes through Python only."""
-_MIN_DATE: Final = datetime(1000, 1, 1)
-_MAX_DATE: Final = datetime(9999, 12, 31, 23, 59, 59, 999000)
 
 # The BSON element types each pinned kind's builder takes silently (see the module doc). A NaN
 # double becomes null in every builder, so a double where none is expected is always suspect.
@@ -89,11 +104,14 @@ _ARROW: Final[dict[str, pa.DataType]] = {
 }
 
 
+_OPTIONS: Final = "_RawBSONDocument__codec_options"
+
+
 def decoded(row: RawBSONDocument) -> dict[str, Any]:
     """A raw row decoded as the Python path's reader decodes it: the options it was read with,
     documents as dicts. (RawBSONDocument keeps its options private; a subclass that kept them
     would cost a Python `__init__` per row, which scenario 5 measured at a third of the gain.)"""
-    options = getattr(row, "_RawBSONDocument__codec_options", DEFAULT_RAW_BSON_OPTIONS)
+    options = getattr(row, _OPTIONS, DEFAULT_RAW_BSON_OPTIONS)
     return bson.decode(row.raw, _as_dicts(options))
 
 
@@ -116,45 +134,55 @@ class _ArrowFailed(Exception):
 
 
 class ArrowCsvPartEncoder(CsvPartEncoder):
-    """`CsvPartEncoder` whose batches of raw rows are decoded and formatted with Arrow."""
+    """`CsvPartEncoder` whose batches of raw rows are decoded, formatted and written by Arrow."""
 
     def __init__(self, spec: EncodingSpec, columns: Sequence[Column], *, first_part: bool) -> None:
         super().__init__(spec, columns, first_part=first_part)
         self._kinds: list[str | None] | None = None
         """Per column: the pinned kind, None for the Python path (after the first batch)."""
-        self._schema: Schema | None = None
+        self._decoder: _BatchDecoder | None = None
+        self._suspects: list[bytes] = []
         self._arrow_pays = False
         self._failed = 0
         self.arrow_batches = 0
-        """Batches whose cells Arrow made (for tests and benchmarks)."""
+        """Batches whose text Arrow made (for tests and benchmarks)."""
         self.python_batches = 0
+        self.python_columns = 0
+        """Columns of the Arrow batches that Python formatted (documents, arrays, mixed)."""
         self._column_paths = [
             None if key == NEVER_A_KEY else (key,) if parts is None else parts
             for key, parts in self._plan
         ]
 
-    def _cells(self, batch: list[Row]) -> list[list[Any]]:
+    def _write_rows(self, batch: list[Row]) -> None:
         if (
             self._kinds is None
             or not self._arrow_pays
             or self._failed >= MAX_FAILED_BATCHES
+            or not self._plan
             or not all(type(row) is RawBSONDocument for row in batch)
         ):
-            return self._python(batch, pin=self._kinds is None)
+            super()._write_rows(batch)  # Python cells (`_cells`), pinning the kinds if first
+            return
         try:
-            cells = self._arrow(batch)
-        except _ArrowFailed:
+            text = self._arrow(batch)
+        except (_ArrowFailed, NeedsCsvModule):
             self._failed += 1
-            return self._python(batch, pin=True)  # the kinds of this batch, for the next ones
+            self._kinds = None  # the kinds of this batch, for the next ones
+            super()._write_rows(batch)
+            return
+        self._out.text.write(text)
         self.arrow_batches += 1
-        return cells
 
     # -- the Python path (the reference), which also pins the kinds --------------------------
 
-    def _python(self, batch: list[Row], *, pin: bool) -> list[list[Any]]:
+    def _cells(self, batch: list[Row]) -> list[list[Any]]:
         self.python_batches += 1
-        batch = [decoded(row) if type(row) is RawBSONDocument else row for row in batch]
-        if pin:
+        if all(type(row) is RawBSONDocument for row in batch):  # one C call for the batch
+            batch = _decoded_batch(batch, b"".join([row.raw for row in batch]))  # type: ignore[attr-defined]
+        else:
+            batch = [decoded(row) if type(row) is RawBSONDocument else row for row in batch]
+        if self._kinds is None:
             self._pin(
                 [
                     self._kind_of(_values(batch, key, parts), path)
@@ -184,98 +212,151 @@ class ArrowCsvPartEncoder(CsvPartEncoder):
                 node = node.setdefault(part, {})
             node[path[-1]] = _ARROW[kind]
         self._kinds = kinds
-        # A column Arrow cannot make needs the rows decoded in Python anyway, and then Arrow's
-        # own decoding is extra work: such a part goes through Python (scenario 5 measured it).
-        self._arrow_pays = all(k for k, p in zip(kinds, self._column_paths, strict=True) if p)
-        self._schema = Schema({k: _type_of(v) for k, v in tree.items()}) if tree else None
+        # Columns Arrow cannot make (documents, arrays, mixed types) need the batch decoded in
+        # Python too; Arrow still pays when it makes PYTHON_SHARE times as many columns.
+        arrow = sum(1 for k, p in zip(kinds, self._column_paths, strict=True) if k and p)
+        python = sum(1 for k, p in zip(kinds, self._column_paths, strict=True) if p and not k)
+        self._arrow_pays = arrow > 0 and arrow >= PYTHON_SHARE * python
+        schema = Schema({k: _type_of(v) for k, v in tree.items()}) if tree else None
+        self._decoder = None if schema is None else _BatchDecoder(schema)
+        self._suspects = self._suspect_patterns()
 
     # -- the Arrow path ------------------------------------------------------------------------
 
-    def _arrow(self, batch: list[Row]) -> list[list[Any]]:
+    def _arrow(self, batch: list[Row]) -> str:
         assert self._kinds is not None
-        data = b"".join(row.raw for row in batch)  # type: ignore[attr-defined]
+        data = b"".join([row.raw for row in batch])  # type: ignore[attr-defined]
         self._check_bytes(data)
         table = None
-        if self._schema is not None:
-            context = PyMongoArrowContext(self._schema, None)
+        if self._decoder is not None:
             try:
-                context.process_bson_stream(data)
-                table = context.finish()
+                table = self._decoder.decode(data)
             except (TypeError, ValueError, OverflowError, pa.ArrowException) as exc:
                 raise _ArrowFailed from exc
-        cells: list[list[Any]] = []
+        rows: list[Row] | None = None
+        columns: list[pa.Array] = []
         for (key, parts), path, kind in zip(
             self._plan, self._column_paths, self._kinds, strict=True
         ):
             if path is None:
-                cells.append([None] * len(batch))
-            elif kind is None or table is None:
-                cells.append(self._column(batch, key, parts, _mapping_get))
+                columns.append(pa.nulls(len(batch), pa.string()))
+            elif kind is None or table is None:  # documents, arrays, mixed types
+                if rows is None:
+                    rows = _decoded_batch(batch, data)
+                self.python_columns += 1
+                cells = _as_text(self._column(rows, key, parts, dict.get))
+                columns.append(csv_cells(cells, guard=False))  # guarded by `_column`
             else:
                 column = self._format_arrow(_leaf(table, path), kind)
-                if kind == "float":
+                if kind == "float" and column.null_count:
                     column = self._nan_or_empty(column, batch, key, parts)
-                cells.append(column)
-        return cells
+                columns.append(column)
+        return csv_text(columns)
 
     def _nan_or_empty(
-        self, cells: list[Any], batch: list[Row], key: str, parts: tuple[str, ...] | None
-    ) -> list[Any]:
+        self, cells: pa.Array, batch: list[Row], key: str, parts: tuple[str, ...] | None
+    ) -> pa.Array:
         """PyMongoArrow reads a NaN double as null: ask Python about the null cells only."""
-        if "" not in cells:
-            return cells
-        return [
-            format_cell(_value(row, key, parts), self._guard) if cell == "" else cell
-            for cell, row in zip(cells, batch, strict=True)
-        ]
+        texts = cells.to_pylist()
+        return pa.array(
+            [
+                format_cell(_value(row, key, parts), self._guard) if cell is None else cell
+                for cell, row in zip(texts, batch, strict=True)
+            ],
+            pa.string(),
+        )
 
     def _check_bytes(self, data: bytes) -> None:
+        if any(pattern in data for pattern in self._suspects):
+            raise _ArrowFailed
+
+    def _suspect_patterns(self) -> list[bytes]:
+        """What sends a batch through Python (see the module's docstring): a type byte and the
+        name an element of that type must not have, and a segment of a column's path followed
+        by a dot (the start of a key containing dots that could spell the path). Both are
+        supersets (the NUL ending a key is left out but for short names; any text holding
+        `segment.` matches): a false alarm costs speed only, and the search is much faster,
+        since CPython's substring search skips on the pattern's last byte and BSON is full
+        of NULs."""
         assert self._kinds is not None
+        patterns: dict[bytes, None] = {}
         for path, kind in zip(self._column_paths, self._kinds, strict=True):
             if not kind or not path:
                 continue
-            leaf = path[-1].encode("utf-8", "surrogatepass") + b"\x00"
+            leaf = path[-1].encode("utf-8", "surrogatepass")
+            if len(leaf) < SHORT_NAME:
+                leaf += b"\x00"  # `\x01n` would be found in binary values all the time
             for code in _CONVERTED.get(kind, b""):
-                if bytes((code,)) + leaf in data:
-                    raise _ArrowFailed
-            for start in range(len(path) - 1):
-                for end in range(start + 2, len(path) + 1):
-                    if ".".join(path[start:end]).encode() + b"\x00" in data:
-                        raise _ArrowFailed
+                patterns[bytes((code,)) + leaf] = None
+            for segment in path[:-1]:
+                patterns[segment.encode("utf-8", "surrogatepass") + b"."] = None
+        return list(patterns)
 
-    def _format_arrow(self, array: pa.Array, kind: str) -> list[Any]:
-        """The cells `CsvPartEncoder._column` would make of the same values."""
+    def _format_arrow(self, array: pa.Array, kind: str) -> pa.Array:
+        """The CSV-ready cells `CsvPartEncoder._column` would make of the same values (nulls
+        for empty cells)."""
         if kind == "str":
             try:
                 array.validate(full=True)  # invalid UTF-8: the Python path decides
             except pa.ArrowInvalid as exc:
                 raise _ArrowFailed from exc
-            values: list[Any] = array.to_pylist()
-            if self._guard and _any_formula_trigger(values):
-                return [guard_formula(v) if v else v for v in values]
-            return values
+            return csv_cells(array, self._guard)
         if kind == "int":
-            numbers: list[Any] = array.to_pylist()
-            return numbers
+            return array.cast(pa.string())
         if kind == "float":
-            return ["" if v is None else format_float(v) for v in array.to_pylist()]
+            return pa.array(
+                [None if v is None else format_float(v) for v in array.to_pylist()], pa.string()
+            )
         if kind == "bool":
-            words: list[Any] = pc.if_else(array, "true", "false").fill_null("").to_pylist()
-            return words
+            return pc.if_else(array, "true", "false")
         if kind == "date":
-            bounds = pc.min_max(array.cast(pa.int64()))
-            low, high = bounds["min"].as_py(), bounds["max"].as_py()
-            if low is not None and (low < _ms(_MIN_DATE) or high > _ms(_MAX_DATE)):
-                raise _ArrowFailed
-            text: list[Any] = pc.strftime(array, "%Y-%m-%dT%H:%M:%SZ").fill_null("").to_pylist()
-            return text
+            try:
+                return iso_dates(array)
+            except DatesOutOfRange as exc:
+                raise _ArrowFailed from exc
         if kind == "oid":
-            return ["" if v is None else v.hex() for v in array.storage.to_pylist()]
+            return oid_hex(array.storage)
         raise _ArrowFailed
 
 
-def _ms(moment: datetime) -> int:
-    return int((moment - datetime(1970, 1, 1)).total_seconds() * 1000)
+class _BatchDecoder:
+    """PyMongoArrow's decoding of a BSON stream into the pinned schema, its type map made once
+    per part (`PyMongoArrowContext` makes it again for every batch, which scenario 5 measured
+    at a tenth of the engine's time). The arrays are PyMongoArrow's, by top-level field."""
+
+    def __init__(self, schema: Schema) -> None:
+        self._map: dict[str, Any] = {}
+        _parse_types(_get_internal_typemap(schema.typemap), self._map, None)
+
+    def decode(self, data: bytes) -> dict[str, pa.Array]:
+        manager = BuilderManager(self._map, True, None, allow_invalid=False)
+        manager.process_bson_stream(data, len(data))
+        arrays: dict[str, pa.Array] = _parse_builder_map(manager.finish())
+        return arrays
+
+
+def _decoded_batch(batch: list[Row], data: bytes) -> list[Row]:
+    """The batch's rows decoded as the Python path's reader decodes them, in one C call."""
+    options = getattr(batch[0], _OPTIONS, DEFAULT_RAW_BSON_OPTIONS)
+    if any(getattr(row, _OPTIONS, DEFAULT_RAW_BSON_OPTIONS) is not options for row in batch):
+        return [decoded(row) if type(row) is RawBSONDocument else row for row in batch]
+    rows: list[dict[str, Any]] = bson.decode_all(data, _as_dicts(options))
+    return list(rows)
+
+
+def _as_text(cells: list[Any]) -> pa.Array:
+    """Cells of `CsvPartEncoder._column` (all str/None, or all int/None) as a string array."""
+    try:
+        array = pa.array(cells)
+    except (pa.ArrowException, UnicodeError) as exc:  # lone surrogates, say: the csv module
+        raise _ArrowFailed from exc
+    if pa.types.is_string(array.type):
+        return array
+    if pa.types.is_null(array.type):
+        return array.cast(pa.string())
+    if pa.types.is_integer(array.type):
+        return array.cast(pa.string())
+    raise _ArrowFailed
 
 
 def _type_of(node: Any) -> pa.DataType:
@@ -284,10 +365,11 @@ def _type_of(node: Any) -> pa.DataType:
     return node
 
 
-def _leaf(table: pa.Table, path: tuple[str, ...]) -> pa.Array:
-    column = table.column(path[0]).combine_chunks()
+def _leaf(table: dict[str, pa.Array], path: tuple[str, ...]) -> pa.Array:
+    column = table[path[0]]
     for part in path[1:]:
-        column = pc.struct_field(column, part)
+        # PyMongoArrow's structs have no nulls of their own (their fields do): the field as is
+        column = column.field(part) if column.null_count == 0 else pc.struct_field(column, part)
     return column
 
 

@@ -116,13 +116,17 @@ class CsvPartEncoder:
             batch = [strip_paths(row, self._strip) for row in batch]
         text = self._out.text
         start = text.tell()
-        cells = self._cells(batch)
-        if cells:
-            self._writer.writerows(zip(*cells, strict=True))
+        self._write_rows(batch)
         self._encoded_rows += len(batch)
         chars_per_row = max(1, (text.tell() - start) // len(batch))
         self._batch_limit = max(1, min(MAX_BATCH_ROWS, BATCH_CHARS // chars_per_row))
         self._out.flush_if_full()
+
+    def _write_rows(self, batch: list[Row]) -> None:
+        """Write the batch's rows to the text buffer (the Arrow engine overrides this)."""
+        cells = self._cells(batch)
+        if cells:
+            self._writer.writerows(zip(*cells, strict=True))
 
     def _cells(self, batch: list[Row]) -> list[list[Any]]:
         """The cells of the batch, column by column (the Arrow engine overrides this)."""

@@ -23,11 +23,12 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from domain.formats.arrow_values import choose_type, to_array
 from domain.formats.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
-from domain.formats.flatten import MISSING, value_at_parts
+from domain.formats.column_values import column_values
 from domain.formats.thrift_compact import shift_offsets
 from domain.models import Column
 
@@ -179,15 +180,8 @@ class ParquetPartEncoder:
 
     def _values(self, rows: list[Mapping[str, Any]]) -> dict[str, list[Any]]:
         if self._selection is not None:
-            columns: dict[str, list[Any]] = {}
-            for (key, parts), title in self._selection:
-                if parts is None:
-                    values = [row.get(key) for row in rows]
-                else:
-                    values = [value_at_parts(row, parts) for row in rows]
-                    values = [None if v is MISSING else v for v in values]
-                columns[title] = values
-            return columns
+            read = column_values(rows, [access for access, _ in self._selection])
+            return {title: values for (_, title), values in zip(self._selection, read, strict=True)}
         if self._schema is not None:
             names = self._schema.names
         else:
@@ -223,14 +217,25 @@ class ParquetPartEncoder:
         if self._batch_bytes >= ROW_GROUP_BYTES or self._batch_rows >= MAX_ROW_GROUP_ROWS:
             self._write_row_group()
 
-    def _open_writer(self) -> pq.ParquetWriter:
+    def _open_writer(self, first: pa.Table | None = None) -> pq.ParquetWriter:
         if self._writer is None:
             assert self._schema is not None
+            delta = [] if first is None else delta_columns(first)
+            encodings: dict[str, Any] = {}
+            if delta:  # the other columns keep their dictionaries: pyarrow wants their leaves
+                encodings["use_dictionary"] = [
+                    p for p in leaf_paths(self._schema) if p not in delta
+                ]
+                encodings["column_encoding"] = {
+                    name: _delta_encoding(self._schema.field(name).type) for name in delta
+                }
             self._writer = pq.ParquetWriter(
                 self._sink,
                 self._schema,
                 compression="zstd",
+                compression_level=ZSTD_LEVEL,
                 write_page_index=False,
+                **encodings,
             )
         return self._writer
 
@@ -240,4 +245,41 @@ class ParquetPartEncoder:
         table = pa.Table.from_batches(self._batches, schema=self._schema)
         self._batches, self._batch_bytes, self._batch_rows = [], 0, 0
         if table.num_rows:  # documents without any field: Arrow has no rows to hold them
-            self._open_writer().write_table(table, row_group_size=table.num_rows)
+            self._open_writer(table).write_table(table, row_group_size=table.num_rows)
+
+
+ZSTD_LEVEL: Final = 1
+"""Arrow's own default for zstd; scenario 5 measured higher levels (see README, Formats)."""
+DELTA_SHARE: Final = 0.5
+"""Columns whose first row group has more distinct values than this share of its rows."""
+
+
+def _delta_encoding(kind: pa.DataType) -> str | None:
+    if pa.types.is_int64(kind) or pa.types.is_timestamp(kind):
+        return "DELTA_BINARY_PACKED"
+    if pa.types.is_string(kind) or pa.types.is_binary(kind):
+        return "DELTA_BYTE_ARRAY"
+    return None
+
+
+def leaf_paths(schema: pa.Schema) -> list[str]:
+    """The dotted paths of the Parquet leaf columns of `schema` (as writer options name them)."""
+    sink = io.BytesIO()
+    pq.write_table(schema.empty_table(), sink)
+    parquet_schema = pq.read_metadata(io.BytesIO(sink.getvalue())).schema
+    return [parquet_schema.column(i).path for i in range(len(parquet_schema))]
+
+
+def delta_columns(table: pa.Table) -> list[str]:
+    """The top-level int64, timestamp, string and binary columns of mostly distinct values
+    (serial numbers, certificates, times of events, ObjectIds): delta encodings store them in a
+    fraction of what a dictionary, which they would overflow, or plain values take. Decided from
+    the part's first row group, so a retried part decides the same."""
+    rows = table.num_rows
+    chosen = []
+    for field, column in zip(table.schema, table.columns, strict=True):
+        if _delta_encoding(field.type) is None or rows < 2:
+            continue
+        if pc.count_distinct(column).as_py() > DELTA_SHARE * rows:
+            chosen.append(field.name)
+    return chosen

@@ -6,8 +6,9 @@ from __future__ import annotations
 import io
 import itertools
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -240,3 +241,48 @@ def test_any_split_into_parts_holds_every_row_as_the_first_part_typed_it(
     )
     if table.num_columns:  # Arrow cannot count rows of no columns (documents all `{}`)
         assert _rows(table) == _rows(expected)
+
+
+def test_mostly_distinct_columns_are_delta_encoded_and_read_back_everywhere(
+    tmp_path: Path,
+) -> None:
+    """Serial numbers, certificates and event times take delta encodings (README, Formats);
+    the other columns keep dictionaries, nested ones included; every reader gets the values."""
+    import duckdb
+    import polars as pl
+
+    start = datetime(2023, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "n": n,
+            "certificate": f"INS-2024-{n:07d}",
+            "when": start + timedelta(minutes=37 * n),
+            "city": ["Oslo", "Paris"][n % 2],
+            "score": n % 7,
+            "address": {"zip": f"{n % 3:05d}", "street": f"street {n}"},
+            "tags": ["a", "b"][: n % 3],
+        }
+        for n in range(3_000)
+    ]
+    parts, _ = encode_in_parts(rows, [1_000, 2_000])
+    data = b"".join(parts)
+    metadata = pq.read_metadata(io.BytesIO(data))
+    encodings = {
+        metadata.schema.column(i).path: set(metadata.row_group(0).column(i).encodings)
+        for i in range(metadata.num_columns)
+    }
+    assert "DELTA_BINARY_PACKED" in encodings["n"]
+    assert "DELTA_BINARY_PACKED" in encodings["when"]
+    assert "DELTA_BYTE_ARRAY" in encodings["certificate"]
+    assert "RLE_DICTIONARY" in encodings["city"]
+    assert "RLE_DICTIONARY" in encodings["address.zip"]
+    table = read(parts)
+    assert table.column("n").to_pylist() == [r["n"] for r in rows]
+    assert table.column("certificate").to_pylist() == [r["certificate"] for r in rows]
+    assert table.column("when").to_pylist() == [r["when"] for r in rows]
+    path = tmp_path / "export.parquet"
+    path.write_bytes(data)
+    relation = duckdb.sql(f"select count(*), sum(n) from '{path}'")
+    assert relation is not None
+    assert relation.fetchall() == [(3_000, 4_498_500)]
+    assert pl.read_parquet(path)["certificate"].to_list() == [r["certificate"] for r in rows]
