@@ -48,6 +48,7 @@ from domain.formats.xlsx_encoder import columns_refusal
 from domain.keyset import CursorError
 from domain.models import ExportInput
 from domain.part_sizing import MAX_PART_SIZE, target_part_size
+from domain.partitioning import beyond
 from domain.settings import Settings
 
 if TYPE_CHECKING:
@@ -76,6 +77,22 @@ def build_plan(export: ExportInput, settings: Settings) -> ChunkPlan:
         return plan_export(export.request, export.owner, settings_for(export, settings))
     except ExportRefused as exc:  # str(): "<path>: <reason>"
         raise errors.invalid_pipeline(f"{exc.path}: {exc.reason}") from exc
+
+
+def _up_to(
+    stream: Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None],
+    plan: ChunkPlan,
+    upper: Sequence[Any],
+) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
+    """The rows of `stream` up to and including the cursor `upper` (a partition's last key):
+    the first row beyond it belongs to the next partition, and ends this one's reading."""
+    try:
+        for row, row_cursor in stream:
+            if beyond(tuple(row_cursor), upper, plan.keys):
+                return
+            yield row, row_cursor
+    finally:
+        stream.close()
 
 
 class ExportActivities:
@@ -177,10 +194,12 @@ class ExportActivities:
         spec = EncodingSpec.of(
             export.request, hidden_fields=plan.hidden_fields, engine=self._settings.csv_engine
         )
+        partition = export.partition
         encoder = new_part_encoder(
             spec,
             columns,
-            first_part=request.part_number == 1,
+            # A partition after the first continues the file: no header, no BOM.
+            first_part=request.part_number == 1 and (partition is None or partition.index == 0),
             carry=request.format_state,
             offset=request.bytes_so_far,
         )
@@ -188,6 +207,8 @@ class ExportActivities:
         stream = self._rows(
             export, plan, request.cursor, rows_before=request.rows_so_far, raw=spec.reads_raw_rows
         )
+        if partition is not None and partition.upper is not None:
+            stream = _up_to(stream, plan, cursor_from_json(partition.upper))
         with heartbeating(lambda: (request.part_number, rows)), counting_replacements() as bad:
             try:
                 for row, row_cursor in stream:
