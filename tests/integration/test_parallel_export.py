@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 
-from activities.partition_activities import partition_prefix
+from activities.partition_activities import ComposeResult, partition_prefix
 from connections.s3 import make_s3_client
 from connections.temporal import connect
 from domain.models import Compression, ExportFormat, ExportRequest, ExportStatus, ProgressView
@@ -95,6 +95,22 @@ async def run(
     return result, body, export.export_id
 
 
+async def composition_of(client: Client, export_id: str) -> ComposeResult:
+    """The `compose_partitions` result recorded in the parent's history."""
+    history = await client.get_workflow_handle(export_id).fetch_history()
+    scheduled = {
+        event.event_id
+        for event in history.events
+        if event.activity_task_scheduled_event_attributes.activity_type.name == "compose_partitions"
+    }
+    for event in history.events:
+        completed = event.activity_task_completed_event_attributes
+        if completed.scheduled_event_id in scheduled:
+            (payload,) = completed.result.payloads
+            return ComposeResult.model_validate_json(payload.data)
+    raise AssertionError("no compose_partitions result in the history")
+
+
 def objects_under(settings: Settings, prefix: str) -> list[str]:
     listed = make_s3_client(settings).list_objects_v2(Bucket=settings.s3_bucket, Prefix=prefix)
     return [str(item["Key"]) for item in listed.get("Contents", [])]
@@ -133,9 +149,11 @@ async def test_parallel_exports_equal_the_serial_export(
 
 
 async def test_partitions_over_5_mib_are_copied_by_s3(java: Settings, unique_name: str) -> None:
-    """About 17 MiB of JSON Lines in 3 partitions of 5.7 MiB (copied with UploadPartCopy) and a
-    short last one; the serial export of the same request is the reference."""
-    h.seed(java, unique_name, documents(10_000, pad=1500))
+    """12,000 documents of about 1.7 KB in JSON Lines, 9,000 exported, in 3 partitions of 4,000
+    documents: two of about 6.6 MiB and a last one of 1.7 MiB (the last part may be small), each
+    copied by S3 (UploadPartCopy). gzip halves the sizes: the partitions under 5 MiB are read
+    back and joined into parts. The serial export of the same request is the reference."""
+    h.seed(java, unique_name, documents(12_000, pad=1500))
     try:
         async with h.in_process_worker(java) as client:
             for compression in ("none", "gzip"):
@@ -152,11 +170,17 @@ async def test_partitions_over_5_mib_are_copied_by_s3(java: Settings, unique_nam
                     )
 
                 serial, serial_body, _ = await run(client, java, request(1))
-                result, body, _ = await run(client, java, request(4))
+                result, body, export_id = await run(client, java, request(3))
                 assert result.partitioning is not None
-                assert result.partitioning.startswith("4 partitions")
+                assert result.partitioning.startswith("3 partitions")
                 assert result.rows == serial.rows == 9000
                 same_file(serial_body, body, compression)
+                composed = await composition_of(client, export_id)
+                assert composed.bytes == len(body)
+                if compression == "none":
+                    assert (composed.parts, composed.copied) == (3, 3), composed
+                else:
+                    assert composed.copied < composed.parts, composed
     finally:
         h.drop(java, unique_name)
 
