@@ -255,7 +255,9 @@ class ExportWorkflow:
         state = self._state
         assert state.partitions is not None
         self._details(f"{len(state.partitions)} partitions")
-        parent = workflow.info().workflow_id
+        # From the input, not workflow.info(): a replay under another workflow id (the
+        # recorded histories) must issue the same commands.
+        parent = export.export_id
         tasks = [
             asyncio.ensure_future(
                 workflow.execute_child_workflow(
