@@ -79,17 +79,22 @@ def build_plan(export: ExportInput, settings: Settings) -> ChunkPlan:
         raise errors.invalid_pipeline(f"{exc.path}: {exc.reason}") from exc
 
 
-def _up_to(
+def _within(
     stream: Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None],
     plan: ChunkPlan,
     upper: Sequence[Any],
 ) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
-    """The rows of `stream` up to and including the cursor `upper` (a partition's last key):
-    the first row beyond it belongs to the next partition, and ends this one's reading."""
+    """The rows of `stream`, each checked to sort at or before `upper` (a partition's last
+    cursor, which the query itself ends at): should the server and `domain.keyset.sort_key`
+    ever disagree on the order, the export fails rather than lose or repeat a row."""
     try:
         for row, row_cursor in stream:
             if beyond(tuple(row_cursor), upper, plan.keys):
-                return
+                raise errors.invalid_pipeline(
+                    f"the database returned a row (cursor {cursor_to_json(row_cursor)}) after "
+                    "the partition's last key: its order differs from the export's; run the "
+                    "export with parallelism 1"
+                )
             yield row, row_cursor
     finally:
         stream.close()
@@ -113,8 +118,10 @@ class ExportActivities:
         *,
         rows_before: int = 0,
         raw: bool = False,
+        upper: Sequence[Any] | None = None,
     ) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
-        """Rows after `cursor` (hidden fields included) with their cursors, up to the row limit."""
+        """Rows after `cursor` (hidden fields included) with their cursors, up to the row limit
+        (and up to `upper`, a partition's last cursor)."""
         settings = settings_for(export, self._settings)
         collection = source_collection(settings, export.request.collection)
         try:
@@ -126,6 +133,7 @@ class ExportActivities:
                 batch_size=settings.mongodb_batch_size,
                 rows_before=rows_before,
                 raw=raw,
+                upper=upper,
             )
         except (PyMongoError, BSONError) as exc:
             raise errors.classify_mongo(exc, max_time_ms=settings.mongodb_max_time_ms) from exc
@@ -204,11 +212,19 @@ class ExportActivities:
             offset=request.bytes_so_far,
         )
         rows, last_cursor, exhausted = 0, None, True
-        stream = self._rows(
-            export, plan, request.cursor, rows_before=request.rows_so_far, raw=spec.reads_raw_rows
-        )
+        upper = None
         if partition is not None and partition.upper is not None:
-            stream = _up_to(stream, plan, cursor_from_json(partition.upper))
+            upper = cursor_from_json(partition.upper)
+        stream = self._rows(
+            export,
+            plan,
+            request.cursor,
+            rows_before=request.rows_so_far,
+            raw=spec.reads_raw_rows,
+            upper=upper,
+        )
+        if upper is not None:
+            stream = _within(stream, plan, upper)
         with heartbeating(lambda: (request.part_number, rows)), counting_replacements() as bad:
             try:
                 for row, row_cursor in stream:

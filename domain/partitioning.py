@@ -43,12 +43,13 @@ avoid reading every key; they are not used, so that one code path serves every e
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from domain.chunk_planning import ChunkPlan, _FirstPartOnly
-from domain.keyset import sort_key
+from domain.chunk_planning import ChunkPlan, _Bound, _FirstPartOnly
+from domain.keyset import after, sort_key
 from domain.models import ExportRequest, Parallelism
 
 SPLITTABLE: Final = frozenset({"source_keyset", "unwind_keyset", "sort_keyset"})
@@ -121,6 +122,37 @@ def boundary_cursor(plan: ChunkPlan, scanned: Mapping[str, Any]) -> tuple[Any, .
     if plan.strategy == "unwind_keyset":
         return (scanned.get("_id"), *([MAX_INDEX] * (len(plan.keys) - 1)))
     return plan.cursor_of(scanned)
+
+
+def at_or_before(keys: Sequence[tuple[str, int]], upper: Sequence[Any]) -> dict[str, Any]:
+    """A `$match` body selecting the rows at or before `upper` in the order `keys`: "at or
+    after" in the reversed order (`domain.keyset.after`, with its type brackets)."""
+    reversed_keys = [(path, -direction) for path, direction in keys]
+    return after(reversed_keys, upper, inclusive=True)
+
+
+def bounded_pipeline(
+    plan: ChunkPlan, cursor: Sequence[Any] | None, upper: Sequence[Any]
+) -> list[dict[str, Any]]:
+    """`plan.pipeline_for(cursor)` that also ends at `upper` (a partition's last cursor): at
+    each keyset bound of the plan, the rows at or before `upper` on the same keys. The server
+    then stops at the partition's end (mongo-java-server, which ignores `batchSize`, would
+    otherwise send every row to the end of the collection in one reply)."""
+    if len(upper) != len(plan.keys):
+        raise ValueError(f"an upper cursor of {len(upper)} values for {len(plan.keys)} keys")
+    stages: list[dict[str, Any]] = []
+    for item in plan.items:
+        if isinstance(item, _Bound):
+            keys = plan.keys if item.keys is None else item.keys
+            if cursor is not None:
+                values = tuple(cursor[: len(keys)])
+                stages.append({"$match": after(keys, values, inclusive=item.inclusive)})
+            stages.append({"$match": at_or_before(keys, tuple(upper[: len(keys)]))})
+        elif isinstance(item, _FirstPartOnly):
+            raise ValueError("a plan with a trailing $skip is never partitioned")
+        else:
+            stages.append(copy.deepcopy(item))
+    return stages
 
 
 def beyond(cursor: Sequence[Any], upper: Sequence[Any], keys: Sequence[tuple[str, int]]) -> bool:

@@ -22,6 +22,7 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.partition_activities import ComposeResult, partition_prefix
 from connections.s3 import make_s3_client
 from connections.temporal import connect
+from domain.export_policy import ExportPolicy
 from domain.models import Compression, ExportFormat, ExportRequest, ExportStatus, ProgressView
 from domain.settings import Settings
 from tests.integration import export_harness as h
@@ -277,3 +278,26 @@ async def test_sigkill_of_a_worker_mid_parallel_export_gives_the_same_object(
         assert objects_under(local, partition_prefix(local, export)) == []
     finally:
         h.drop(java, unique_name)
+
+
+async def test_a_failed_partition_fails_the_export_and_leaves_nothing(java: Settings) -> None:
+    """A partition over the row quota fails; the parent stops the other partitions, aborts
+    every upload, deletes every temporary object and reports the partition's error."""
+    policy = ExportPolicy.of(java).model_copy(update={"export_max_rows": 500})
+    request = ExportRequest(collection="parallel_matrix", format="jsonl", parallelism=3)
+    export = h.new_export(request, policy=policy)
+    async with h.in_process_worker(java) as client:
+        handle = await h.start(client, java, export)
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        progress = await h.server_progress(handle)
+    assert progress is not None
+    assert progress.status == ExportStatus.FAILED
+    assert progress.error is not None
+    assert "EXPORT_MAX_ROWS" in progress.error
+    final = f"{java.export_prefix}{export.owner.tenant}/{export.export_id}"
+    prefix = partition_prefix(java, export)
+    assert h.uploads_under(java, final) == []
+    assert h.uploads_under(java, prefix) == []
+    assert objects_under(java, final) == []
+    assert objects_under(java, prefix) == []

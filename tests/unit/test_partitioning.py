@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from domain import partitioning
 from domain.chunk_planning import ChunkPlan, plan_chunks
 from domain.composition import plan_composition
+from domain.keyset import after
 from domain.models import ExportRequest
 from domain.part_sizing import MIB, part_size_violations
 from domain.pipeline_validation import validate_pipeline
@@ -180,3 +181,30 @@ def test_composition_keeps_every_byte_in_order_within_s3_rules(sizes: list[int])
         assert part_size_violations([p.size for p in parts]) == []
     read_back = sum(p.size for p in parts if not p.copied)
     assert read_back <= math.ceil(len(sizes) / 1) * 10 * MIB
+
+
+def test_a_partition_query_ends_at_its_last_key() -> None:
+    source = plan([{"$match": {"a": 1}}])
+    assert partitioning.bounded_pipeline(source, (3,), (9,)) == [
+        {"$match": {"tenantId": "acme"}},
+        {"$match": after((("_id", 1),), (3,))},
+        {"$match": partitioning.at_or_before((("_id", 1),), (9,))},
+        {"$sort": {"_id": 1}},
+        {"$match": {"a": 1}},
+    ]
+    first = partitioning.bounded_pipeline(source, None, (9,))
+    assert first[1] == {"$match": partitioning.at_or_before((("_id", 1),), (9,))}
+    unwind = plan([{"$unwind": "$items"}])
+    stages = partitioning.bounded_pipeline(unwind, None, (9, partitioning.MAX_INDEX))
+    bounds = [s for s in stages if "$match" in s][1:]
+    assert len(bounds) == 2  # on _id right after the tenant filter, and on (_id, index)
+
+
+def test_at_or_before_is_the_mirror_of_after() -> None:
+    """Every value sorts either after `upper` or at or before it, never both: checked against
+    `beyond` by evaluating both filters' meaning on a few values of each bracket."""
+    ascending = partitioning.at_or_before((("a", 1),), (5,))
+    assert {"a": {"$lt": 5}} in ascending["$or"]
+    assert {"a": 5} in ascending["$or"]
+    descending = partitioning.at_or_before((("a", -1),), (5,))
+    assert {"a": {"$gt": 5}} in descending["$or"]
