@@ -11,6 +11,7 @@ from pymongo.collection import Collection
 
 from activities import errors
 from domain.pipeline.keyset import CursorError
+from domain.pipeline.partitioning import bounded_pipeline
 from domain.pipeline.planning import ChunkPlan
 
 
@@ -23,6 +24,7 @@ def read_rows(
     batch_size: int,
     rows_before: int = 0,
     raw: bool = False,
+    upper: Sequence[Any] | None = None,
 ) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
     """Yield `(row, cursor_of(row))` for every row after `cursor`, in the plan's order.
 
@@ -37,11 +39,14 @@ def read_rows(
     `raw`: rows come as `RawBSONDocument` (the collection's codec options otherwise), for the
     Arrow CSV engine, and each cursor is taken only when it is read (`LazyCursor`): decoding
     every row's keys in Python would cost what the engine saves.
+
+    `upper`: the last cursor of a parallel export's partition; the query ends there
+    (`domain.pipeline.partitioning.bounded_pipeline`).
     """
     remaining = None if plan.row_limit is None else plan.row_limit - rows_before
     if remaining is not None and remaining <= 0:
         return
-    pipeline = plan.pipeline_for(cursor)
+    pipeline = plan.pipeline_for(cursor) if upper is None else bounded_pipeline(plan, cursor, upper)
     source: Collection[Any] = collection
     if raw:
         options = collection.codec_options.with_options(document_class=RawBSONDocument)

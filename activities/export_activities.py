@@ -47,6 +47,7 @@ from domain.part_sizing import MAX_PART_SIZE, target_part_size
 from domain.pipeline.export_plan import ExportRefused, plan_export
 from domain.pipeline.extended_json import cursor_from_json, cursor_to_json
 from domain.pipeline.keyset import CursorError
+from domain.pipeline.partitioning import beyond
 from domain.pipeline.planning import ChunkPlan
 from domain.settings import Settings
 
@@ -78,6 +79,27 @@ def build_plan(export: ExportInput, settings: Settings) -> ChunkPlan:
         raise errors.invalid_pipeline(f"{exc.path}: {exc.reason}") from exc
 
 
+def _within(
+    stream: Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None],
+    plan: ChunkPlan,
+    upper: Sequence[Any],
+) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
+    """The rows of `stream`, each checked to sort at or before `upper` (a partition's last
+    cursor, which the query itself ends at): should the server and `domain.pipeline.keyset.sort_key`
+    ever disagree on the order, the export fails rather than lose or repeat a row."""
+    try:
+        for row, row_cursor in stream:
+            if beyond(tuple(row_cursor), upper, plan.keys):
+                raise errors.invalid_pipeline(
+                    f"the database returned a row (cursor {cursor_to_json(row_cursor)}) after "
+                    "the partition's last key: its order differs from the export's; run the "
+                    "export with parallelism 1"
+                )
+            yield row, row_cursor
+    finally:
+        stream.close()
+
+
 class ExportActivities:
     """Activities bound to one worker's settings and clients (boto3 clients are thread-safe)."""
 
@@ -96,8 +118,10 @@ class ExportActivities:
         *,
         rows_before: int = 0,
         raw: bool = False,
+        upper: Sequence[Any] | None = None,
     ) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
-        """Rows after `cursor` (hidden fields included) with their cursors, up to the row limit."""
+        """Rows after `cursor` (hidden fields included) with their cursors, up to the row limit
+        (and up to `upper`, a partition's last cursor)."""
         settings = settings_for(export, self._settings)
         collection = source_collection(settings, export.request.collection)
         try:
@@ -109,6 +133,7 @@ class ExportActivities:
                 batch_size=settings.mongodb_batch_size,
                 rows_before=rows_before,
                 raw=raw,
+                upper=upper,
             )
         except (PyMongoError, BSONError) as exc:
             raise errors.classify_mongo(exc, max_time_ms=settings.mongodb_max_time_ms) from exc
@@ -177,17 +202,29 @@ class ExportActivities:
         spec = EncodingSpec.of(
             export.request, hidden_fields=plan.hidden_fields, engine=self._settings.csv_engine
         )
+        partition = export.partition
         encoder = new_part_encoder(
             spec,
             columns,
-            first_part=request.part_number == 1,
+            # A partition after the first continues the file: no header, no BOM.
+            first_part=request.part_number == 1 and (partition is None or partition.index == 0),
             carry=request.format_state,
             offset=request.bytes_so_far,
         )
         rows, last_cursor, exhausted = 0, None, True
+        upper = None
+        if partition is not None and partition.upper is not None:
+            upper = cursor_from_json(partition.upper)
         stream = self._rows(
-            export, plan, request.cursor, rows_before=request.rows_so_far, raw=spec.reads_raw_rows
+            export,
+            plan,
+            request.cursor,
+            rows_before=request.rows_so_far,
+            raw=spec.reads_raw_rows,
+            upper=upper,
         )
+        if upper is not None:
+            stream = _within(stream, plan, upper)
         with heartbeating(lambda: (request.part_number, rows)), counting_replacements() as bad:
             try:
                 for row, row_cursor in stream:

@@ -1,4 +1,5 @@
-"""Finding and aborting multipart uploads that no running export owns.
+"""Finding and aborting multipart uploads that no running export owns, and deleting the
+temporary objects of parallel exports (`PARTITION_PREFIX`) that no running export owns.
 
 An export's upload is aborted by its own compensation; this catches what slipped through (a
 workflow terminated by an operator, a bug). S3's lifecycle rule `AbortIncompleteMultipartUpload`
@@ -37,13 +38,40 @@ class JanitorActivities:
         self._client = client
         self._s3 = s3 or make_s3_client(settings)
 
+    def _prefixes(self) -> list[str]:
+        """The export objects' prefix and the partitions' (both `{prefix}{tenant}/{id}/…`)."""
+        return [self._settings.export_prefix, self._settings.partition_prefix]
+
+    def _export_id(self, key: str) -> str | None:
+        for prefix in self._prefixes():
+            if key.startswith(prefix):
+                return export_id_of(key, prefix)
+        return None
+
     def _uploads(self) -> list[dict[str, Any]]:
+        return [upload for prefix in self._prefixes() for upload in self._uploads_under(prefix)]
+
+    def _partition_objects(self) -> list[dict[str, Any]]:
+        objects: list[dict[str, Any]] = []
+        token: dict[str, str] = {}
+        while True:
+            page = self._s3.list_objects_v2(
+                Bucket=self._settings.s3_bucket,
+                Prefix=self._settings.partition_prefix,
+                **token,  # type: ignore[arg-type]
+            )
+            objects += [dict(item) for item in page.get("Contents", [])]
+            if not page.get("IsTruncated"):
+                return objects
+            token = {"ContinuationToken": str(page["NextContinuationToken"])}
+
+    def _uploads_under(self, prefix: str) -> list[dict[str, Any]]:
         uploads: list[dict[str, Any]] = []
         key_marker, upload_id_marker = "", ""
         while True:
             page = self._s3.list_multipart_uploads(
                 Bucket=self._settings.s3_bucket,
-                Prefix=self._settings.export_prefix,
+                Prefix=prefix,
                 KeyMarker=key_marker,
                 UploadIdMarker=upload_id_marker,
             )
@@ -71,7 +99,7 @@ class JanitorActivities:
         for upload in uploads:
             if upload["Initiated"] > cutoff:
                 continue
-            export_id = export_id_of(upload["Key"], self._settings.export_prefix)
+            export_id = self._export_id(upload["Key"])
             if export_id is not None and await self._is_running(export_id):
                 kept.append(upload["Key"])
                 continue
@@ -83,4 +111,19 @@ class JanitorActivities:
             )
             activity.logger.info("aborted orphaned upload of %s", upload["Key"])
             aborted.append(upload["Key"])
-        return JanitorReport(examined=len(uploads), aborted=aborted, kept_running=kept)
+        deleted: list[str] = []
+        for item in await asyncio.to_thread(self._partition_objects):
+            if item["LastModified"] > cutoff:
+                continue
+            export_id = self._export_id(item["Key"])
+            if export_id is not None and await self._is_running(export_id):
+                kept.append(item["Key"])
+                continue
+            await asyncio.to_thread(
+                self._s3.delete_object, Bucket=self._settings.s3_bucket, Key=item["Key"]
+            )
+            activity.logger.info("deleted orphaned partition object %s", item["Key"])
+            deleted.append(item["Key"])
+        return JanitorReport(
+            examined=len(uploads), aborted=aborted, kept_running=kept, deleted=deleted
+        )

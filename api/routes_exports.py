@@ -36,6 +36,7 @@ from api.visibility import list_page
 from domain import objects
 from domain.formats.describe import describe_output
 from domain.models import ExportRequest, ExportStatus, ProgressView
+from domain.pipeline import partitioning
 from domain.quotas import ExportQuotas
 
 router = APIRouter(prefix="/exports", tags=["exports"], route_class=OffLoopJsonRoute)
@@ -98,6 +99,12 @@ async def explain_export(body: RequestBody, owner: OwnerDep, svc: ServicesDep) -
         content_type=objects.content_type(body),
         quotas=ExportQuotas.of(svc.settings),
         output=describe_output(body),
+        partitioning=partitioning.describe(
+            plan,
+            body,
+            max_parallelism=svc.settings.export_max_parallelism,
+            rows=svc.settings.export_partition_rows,
+        ),
     )
 
 

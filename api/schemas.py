@@ -117,6 +117,10 @@ class ExportView(_Response):
         description="Counts of values changed to fit the format: `invalid_utf8_replaced`, "
         "`cells_truncated` (XLSX cells over 32,767 characters), `parquet_values_written_as_null`.",
     )
+    partitioning: str | None = Field(
+        default=None,
+        description="How many partitions read the export at once, or why it runs serial.",
+    )
     download_url: str | None = Field(
         default=None, description="A presigned GET link, only when the export is COMPLETED."
     )
@@ -211,6 +215,11 @@ class ExplainResult(_Response):
             "CSV (.csv): ';' between cells, UTF-8 with a BOM, dates in Europe/Paris with "
             "their offset, formula guard on, preset spreadsheet_semicolon"
         ],
+    )
+    partitioning: str | None = Field(
+        default=None,
+        description="Whether the export is read by partitions at once (`parallelism`), or why "
+        "it runs serial; the number of partitions is decided when its keys are counted.",
     )
 
 

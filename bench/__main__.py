@@ -37,6 +37,7 @@ SCENARIOS: dict[int, tuple[str, str]] = {
     5: ("bench.s5_encoding", "CSV encoder vs bare csv.writer"),
     6: ("bench.s6_orchestration", "orchestration overhead from the workflow history"),
     7: ("bench.s7_xlsx", "XLSX encoder vs xlsxwriter constant memory"),
+    8: ("bench.s8_parallel", "one export across two activity processes (parallelism 2 vs 1)"),
 }
 
 log = logging.getLogger("bench")

@@ -72,11 +72,26 @@ def add_request_options(parser: argparse.ArgumentParser) -> None:
         "dates are its local time (default: UTC, written with Z)",
     )
     parser.add_argument(
+        "--parallelism",
+        type=_parallelism,
+        metavar="N|auto",
+        help="partitions that read and write the export at once, composed into one file in "
+        "order (default: auto, one per EXPORT_PARTITION_ROWS rows; 1: serial)",
+    )
+    parser.add_argument(
         "--csv-preset",
         choices=get_args(CsvPreset),
         help="spreadsheet_semicolon: a UTF-8 BOM and ';' between cells, for spreadsheets in "
         "locales whose list separator is ';'",
     )
+
+
+def _parallelism(text: str) -> int | str:
+    if text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r} is neither a number from 1 nor 'auto'")
 
 
 def _read_pipeline(args: argparse.Namespace) -> tuple[str, str] | None:
@@ -122,6 +137,7 @@ def request_body(args: argparse.Namespace) -> JsonObject:
         "delimiter": DELIMITERS[args.delimiter] if args.delimiter else None,
         "timezone": args.timezone,
         "csv_preset": args.csv_preset,
+        "parallelism": getattr(args, "parallelism", None),
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     notify = {

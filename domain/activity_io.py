@@ -112,3 +112,5 @@ class JanitorReport(_Io):
     examined: int
     aborted: list[str]
     kept_running: list[str]
+    deleted: list[str] = Field(default_factory=list)
+    """Temporary objects of parallel exports that no running export owns (issue 16)."""

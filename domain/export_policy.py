@@ -34,6 +34,8 @@ class ExportPolicy(BaseModel):
     export_max_rows: Annotated[int, Field(ge=0)] = 100_000_000
     export_max_bytes: Annotated[int, Field(ge=0)] = 100 * 1024 * 1024 * 1024
     export_max_columns: Annotated[int, Field(gt=0)] = 1000
+    export_max_parallelism: Annotated[int, Field(ge=1)] = 8
+    export_partition_rows: Annotated[int, Field(ge=1)] = 2_000_000
 
     @classmethod
     def of(cls, settings: Settings) -> ExportPolicy:

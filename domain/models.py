@@ -29,6 +29,8 @@ from domain.formats.timezones import check_timezone
 ExportFormat = Literal["csv", "jsonl", "parquet", "xlsx"]
 Compression = Literal["none", "gzip"]
 Delimiter = Literal[",", ";", "\t"]
+Parallelism = Annotated[int, Field(ge=1, le=1000)] | Literal["auto"]
+"""How many partitions read one export at once (`domain.pipeline.partitioning`): a number, or `auto`."""
 CsvPreset = Literal["spreadsheet_semicolon"]
 """`spreadsheet_semicolon`: for spreadsheets in locales whose list separator is `;` (most of
 continental Europe): a UTF-8 BOM and `;` between cells."""
@@ -149,6 +151,10 @@ class ExportRequest(_Frozen):
     timezone: Annotated[str | None, Field(default=None, max_length=64)] = None
     """An IANA time zone (`Europe/Paris`): CSV dates are written in it with their offset
     (`2024-03-01T10:00:00.000+01:00`), XLSX dates are its wall-clock time. Default: UTC (`Z`)."""
+    parallelism: Parallelism = "auto"
+    """Partitions that read and write this export at once, composed into one object in order
+    (`domain.pipeline.partitioning`): `auto` is one per `EXPORT_PARTITION_ROWS` rows, at most
+    `EXPORT_MAX_PARALLELISM`; 1 is always serial. XLSX, Parquet and blocking plans are serial."""
     csv_preset: CsvPreset | None = None
     """A bundle of CSV options for spreadsheets (see `CsvPreset`); an explicit `delimiter` must
     agree with it."""
@@ -245,6 +251,28 @@ class ExportInput(_Frozen):
     """The settings the export was accepted under; None in inputs recorded before snapshots."""
     resume: ExportState | None = None
     """The state a continued-as-new run picks up from; None for a new export."""
+    partition: PartitionSpec | None = None
+    """Set when this run is one partition of a parallel export (a child workflow)."""
+
+
+class PartitionSpec(_Frozen):
+    """One partition of a parallel export: the rows after its parent's boundary `index - 1`
+    (the child's starting cursor) up to and including `upper` (None: to the end)."""
+
+    index: int
+    parent_workflow_id: str
+    upper: str | None
+    """The last cursor of this partition as canonical Extended JSON."""
+
+
+class PartitionProgress(_Frozen):
+    """What a partition tells its parent after each part (cumulative for the partition)."""
+
+    index: int
+    rows: int = 0
+    bytes: int = 0
+    parts: int = 0
+    warnings: dict[str, int] = Field(default_factory=dict)
 
 
 class PartRecord(BaseModel):
@@ -288,6 +316,15 @@ class ExportState(BaseModel):
     trailer indexes the whole file; None for CSV and JSON Lines."""
     warnings: dict[str, int] = Field(default_factory=dict)
     """Counts of values changed to fit the format (replaced invalid UTF-8, truncated cells…)."""
+    partitions: list[PartitionProgress] | None = None
+    """A parallel export's partitions and their progress; [] once it was decided to run serial,
+    None before it was decided (and in states recorded before partitions existed)."""
+    partition_bounds: list[str] | None = None
+    """The boundary cursors of a parallel export (canonical Extended JSON), P - 1 of them."""
+    partition_prefix: str | None = None
+    """Where the partitions write their temporary objects (`{prefix}{index:05d}`)."""
+    partitioning: str | None = None
+    """How the export was partitioned, or why it runs serial (`domain.pipeline.partitioning`)."""
     unverified_parts: list[PartRecord] = Field(default_factory=list)
     """Parts written since the last check of S3's listing; checked (and cleared) before
     continue-as-new and at completion, so they are never carried across a run."""
@@ -311,6 +348,7 @@ class ProgressView(_Frozen):
     error: str | None
     object_key: str | None
     warnings: dict[str, int] = Field(default_factory=dict)
+    partitioning: str | None = None
 
     @classmethod
     def of(cls, export_id: str, state: ExportState, now: datetime) -> ProgressView:
@@ -332,6 +370,7 @@ class ProgressView(_Frozen):
             error=state.error,
             object_key=state.object_key,
             warnings=dict(state.warnings),
+            partitioning=state.partitioning,
         )
 
 
@@ -361,6 +400,7 @@ class ProgressMemo(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    partitioning: str | None = None
 
     @classmethod
     def of(cls, state: ExportState) -> ProgressMemo:
@@ -375,3 +415,4 @@ class ProgressMemo(BaseModel):
 
 
 ExportInput.model_rebuild()
+ExportState.model_rebuild()

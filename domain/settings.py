@@ -82,6 +82,14 @@ class Settings(BaseSettings):
     """Bytes (as written, after compression) one export may write; more fails it."""
     export_max_columns: Annotated[int, Field(gt=0)] = 1000
     """Most CSV columns frozen from the first rows when a request names none."""
+    # Parallel exports (issue 16): partitions of one export run at once (`domain.pipeline.partitioning`)
+    export_max_parallelism: Annotated[int, Field(ge=1, le=1000)] = 8
+    """Most partitions one export runs at once (caps `parallelism`, `auto` included)."""
+    export_partition_rows: Annotated[int, Field(ge=1)] = 2_000_000
+    """`parallelism: auto` asks for one partition per this many rows (keys counted)."""
+    partition_prefix: str = "export-partitions/"
+    """Where partitions write their temporary objects (deleted once composed; the janitor
+    removes what a terminated export left)."""
 
     # Worker
     worker_max_concurrent_activities: Annotated[int, Field(gt=0, le=64)] = 4

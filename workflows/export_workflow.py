@@ -21,6 +21,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import NON_RETRYABLE_TYPES
     from activities.export_activities import ExportActivities
     from activities.notify_activities import NotifyActivities
+    from activities.partition_activities import (
+        ComposeRequest,
+        DiscardRequest,
+        PartitionActivities,
+        PartitionPlan,
+        partition_key,
+    )
     from domain.activity_io import (
         AbortRequest,
         Channel,
@@ -37,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         ExportInput,
         ExportState,
         ExportStatus,
+        PartitionProgress,
+        PartitionSpec,
         PartRecord,
         ProgressMemo,
         ProgressView,
@@ -53,10 +62,16 @@ PATCH_BOUNDED = "bounded-failures-1"
 """Marks histories of the release with a deadline, one notify activity per channel and a start
 that aborts every upload of its key when cancelled. Histories without it replay as before."""
 
+PATCH_PARTITIONS = "parallel-partitions-1"
+"""Marks histories of the release that may cut an export into partitions (child workflows
+composed into one object, issue 16). Histories without it never plan partitions."""
+
 SHORT = timedelta(minutes=2)
+COMPOSE_TIMEOUT = timedelta(hours=2)
 PART_TIMEOUT = timedelta(minutes=30)
 HEARTBEAT = timedelta(seconds=10)  # activities heartbeat every 2 s from a side thread
 REPAIR_ROUNDS = 3
+REPORT_EVERY = 8
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(seconds=30),
@@ -84,6 +99,18 @@ class ExportWorkflow:
         self._bounded = False
         self._upload_started = False
         self._notified: set[Channel] = set()
+
+    @workflow.signal
+    def partition_progress(self, progress: PartitionProgress) -> None:
+        """A partition's counters after one of its parts: the parent's are their sums."""
+        partitions = self._state.partitions
+        if not partitions or not 0 <= progress.index < len(partitions):
+            return
+        if progress.parts < partitions[progress.index].parts:
+            return  # an older report arriving late
+        partitions[progress.index] = progress
+        self._sum_partitions()
+        self._publish_progress()
 
     @workflow.query
     def progress(self) -> ProgressView:
@@ -136,6 +163,13 @@ class ExportWorkflow:
     async def _export_all(self, export: ExportInput) -> None:
         if self._state.status == ExportStatus.PENDING:
             await self._prepare(export)
+        if self._may_partition(export):
+            await self._plan_partitions(export)
+        if self._state.partitions:
+            await self._run_partitions(export)
+            self._set_status(ExportStatus.COMPLETING, "composing the partitions")
+            await self._finish(export)
+            return
         if self._state.upload_id is None:
             await self._start_upload(export)
         while self._state.status == ExportStatus.RUNNING:
@@ -160,6 +194,169 @@ class ExportWorkflow:
         state.object_key = prepared.object_key
         state.filename = prepared.filename
         self._publish_progress()  # the strategy, for status requests during the first part
+
+    # -- parallel exports: partitions as child workflows, composed in order (issue 16) ----------
+
+    def _may_partition(self, export: ExportInput) -> bool:
+        """Whether to ask how to partition: only a new parent export (never a partition, never
+        a history recorded before partitions) of a format that can be concatenated."""
+        state = self._state
+        return (
+            export.partition is None
+            and state.partitions is None
+            and state.upload_id is None
+            and export.request.parallelism != 1
+            and export.request.format in ("csv", "jsonl")
+            and workflow.patched(PATCH_PARTITIONS)
+        )
+
+    async def _plan_partitions(self, export: ExportInput) -> None:
+        state = self._state
+        planned: PartitionPlan = await workflow.execute_activity_method(
+            PartitionActivities.plan_partitions,
+            export,
+            task_queue=activity_task_queue(),
+            start_to_close_timeout=self._policy.query_timeout * 2,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry_policy(self._policy),
+        )
+        state.partitioning = planned.decision
+        state.partition_bounds = planned.bounds or None
+        state.partition_prefix = planned.prefix
+        count = len(planned.bounds) + 1 if planned.bounds else 0
+        state.partitions = [PartitionProgress(index=i) for i in range(count)]
+        self._publish_progress()
+
+    def _partition_input(self, export: ExportInput, index: int) -> ExportInput:
+        """The child's input: the parent's request, resumed at its lower boundary."""
+        state = self._state
+        bounds = state.partition_bounds or []
+        start = ExportState(
+            status=ExportStatus.RUNNING,
+            strategy=state.strategy,
+            object_key=partition_key(state.partition_prefix or "", index),
+            filename=state.filename,
+            columns=state.columns,
+            cursor=bounds[index - 1] if index > 0 else None,
+            started_at=state.started_at,
+        )
+        return export.model_copy(
+            update={
+                "resume": start,
+                "partition": PartitionSpec(
+                    index=index,
+                    parent_workflow_id=workflow.info().workflow_id,
+                    upper=bounds[index] if index < len(bounds) else None,
+                ),
+            }
+        )
+
+    async def _run_partitions(self, export: ExportInput) -> None:
+        """Every partition at once, each a child ExportWorkflow; a failed one stops the rest."""
+        state = self._state
+        assert state.partitions is not None
+        self._details(f"{len(state.partitions)} partitions")
+        # From the input, not workflow.info(): a replay under another workflow id (the
+        # recorded histories) must issue the same commands.
+        parent = export.export_id
+        tasks = [
+            asyncio.ensure_future(
+                workflow.execute_child_workflow(
+                    ExportWorkflow.run,
+                    self._partition_input(export, index),
+                    id=f"{parent}--partition-{index}",
+                )
+            )
+            for index in range(len(state.partitions))
+        ]
+        try:
+            results = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        for index, result in enumerate(results):
+            state.partitions[index] = PartitionProgress(
+                index=index,
+                rows=result.rows,
+                bytes=result.bytes,
+                parts=result.parts,
+                warnings=result.warnings,
+            )
+        self._sum_partitions()
+
+    def _sum_partitions(self) -> None:
+        state = self._state
+        partitions = state.partitions or []
+        state.rows = sum(p.rows for p in partitions)
+        state.bytes = sum(p.bytes for p in partitions)
+        state.parts_done = sum(p.parts for p in partitions)
+        warnings: dict[str, int] = {}
+        for partition in partitions:
+            for kind, count in partition.warnings.items():
+                warnings[kind] = warnings.get(kind, 0) + count
+        state.warnings = warnings
+
+    async def _compose(self, export: ExportInput) -> None:
+        state = self._state
+        assert state.object_key is not None
+        assert state.filename is not None
+        assert state.partitions is not None
+        self._upload_started = True  # a cancelled compose leaves an upload of the key: abort it
+        composed = await workflow.execute_activity_method(
+            PartitionActivities.compose_partitions,
+            ComposeRequest(
+                export=export,
+                object_key=state.object_key,
+                filename=state.filename,
+                prefix=state.partition_prefix or "",
+                partitions=len(state.partitions),
+                rows=state.rows,
+            ),
+            task_queue=activity_task_queue(),
+            start_to_close_timeout=COMPOSE_TIMEOUT,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry_policy(self._policy),
+        )
+        state.bytes = composed.bytes
+        state.parts_done = composed.parts
+        await self._discard_partitions(export)
+
+    async def _discard_partitions(self, export: ExportInput) -> None:
+        await workflow.execute_activity_method(
+            PartitionActivities.discard_partitions,
+            DiscardRequest(prefix=self._state.partition_prefix or ""),
+            task_queue=activity_task_queue(),
+            start_to_close_timeout=SHORT,
+            heartbeat_timeout=HEARTBEAT,
+            retry_policy=retry_policy(self._policy, at_least=20),
+        )
+
+    async def _report_to_parent(self, export: ExportInput) -> None:
+        """A partition tells its parent its counters (the parent sums them into its memo) after
+        each of its first REPORT_EVERY parts, then after every REPORT_EVERY-th: each report
+        costs the parent about five history events, and a parent never continues as new, so
+        the reports stay far from Temporal's 50,000-event limit even for partitions of
+        thousands of parts. Its final counters reach the parent with its result."""
+        partition = export.partition
+        state = self._state
+        done = state.parts_done
+        if partition is None or (done > REPORT_EVERY and done % REPORT_EVERY):
+            return
+        try:
+            await workflow.get_external_workflow_handle(partition.parent_workflow_id).signal(
+                ExportWorkflow.partition_progress,
+                PartitionProgress(
+                    index=partition.index,
+                    rows=state.rows,
+                    bytes=state.bytes,
+                    parts=state.parts_done,
+                    warnings=dict(state.warnings),
+                ),
+            )
+        except Exception as exc:  # the parent is gone: it stops this child itself
+            workflow.logger.warning("could not report to the parent: %s", exc)
 
     async def _start_upload(self, export: ExportInput) -> None:
         state = self._state
@@ -222,6 +419,7 @@ class ExportWorkflow:
             record = record.model_copy(update={"etag": result.etag, "rows": result.rows})
             state.unverified_parts.append(record)
         self._publish_progress()
+        await self._report_to_parent(export)
         if result.exhausted:
             self._set_status(ExportStatus.COMPLETING, "completing the upload")
 
@@ -258,8 +456,13 @@ class ExportWorkflow:
         the owner."""
         state = self._state
         assert state.object_key is not None
-        assert state.upload_id is not None
+        if state.partitions and state.status != ExportStatus.COMPLETED:
+            await self._compose(export)
+            state.finished_at = workflow.now()
+            self._set_status(ExportStatus.COMPLETED, f"{state.rows} rows, {state.bytes} bytes")
+        assert state.upload_id is not None or state.partitions
         if state.status != ExportStatus.COMPLETED:
+            assert state.upload_id is not None
             if self._bounded:
                 await self._verify_parts(export, complete=True)
             else:
@@ -361,10 +564,14 @@ class ExportWorkflow:
                 heartbeat_timeout=HEARTBEAT,
                 retry_policy=retry_policy(self._policy, at_least=20),
             )
+        if state.partitions:
+            await self._discard_partitions(export)
         await self._notify(export)
 
     async def _notify(self, export: ExportInput) -> None:
         state = self._state
+        if export.partition is not None:
+            return  # the parent tells the owner
         outcome = Outcome(
             export=export,
             status=state.status,

@@ -31,6 +31,7 @@ from temporalio.worker import Worker
 from activities.export_activities import ExportActivities
 from activities.janitor_activities import JanitorActivities
 from activities.notify_activities import NotifyActivities
+from activities.partition_activities import PartitionActivities
 from connections.temporal import connect
 from domain.settings import Settings
 from workflows.export_workflow import ExportWorkflow
@@ -61,9 +62,10 @@ async def workflow_worker(settings: Settings) -> AsyncIterator[Worker]:
 def all_activities(settings: Settings, client: Client) -> list[Callable[..., Any]]:
     """Every activity a workflow of this project schedules, bound to this process's clients."""
     exports = ExportActivities(settings)
+    partitions = PartitionActivities(settings)
     notify = NotifyActivities(settings)
     janitor = JanitorActivities(settings, client)
-    return [*exports.all(), *notify.all(), janitor.abort_orphaned_uploads]
+    return [*exports.all(), *partitions.all(), *notify.all(), janitor.abort_orphaned_uploads]
 
 
 @contextlib.asynccontextmanager

@@ -17,7 +17,9 @@ from domain.settings import Settings
 from workflows import export_workflow, janitor_workflow
 from workflows.worker_processes import all_activities
 
-SCHEDULED = re.compile(r"\b(?:ExportActivities|NotifyActivities|JanitorActivities)\.(\w+)")
+SCHEDULED = re.compile(
+    r"\b(?:ExportActivities|NotifyActivities|JanitorActivities|PartitionActivities)\.(\w+)"
+)
 
 
 def test_every_scheduled_activity_is_registered() -> None:
