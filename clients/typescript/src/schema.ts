@@ -252,6 +252,11 @@ export interface components {
              * @example CSV (.csv): ';' between cells, UTF-8 with a BOM, dates in Europe/Paris with their offset, formula guard on, preset spreadsheet_semicolon
              */
             output?: string | null;
+            /**
+             * Partitioning
+             * @description Whether the export is read by partitions at once (`parallelism`), or why it runs serial; the number of partitions is decided when its keys are counted.
+             */
+            partitioning?: string | null;
         };
         /**
          * ExportAccepted
@@ -366,6 +371,11 @@ export interface components {
             delimiter?: ("," | ";" | "\t") | null;
             /** Timezone */
             timezone?: string | null;
+            /**
+             * Parallelism
+             * @default auto
+             */
+            parallelism?: number | "auto";
             /** Csv Preset */
             csv_preset?: "spreadsheet_semicolon" | null;
         };
@@ -443,6 +453,11 @@ export interface components {
             warnings?: {
                 [key: string]: number;
             };
+            /**
+             * Partitioning
+             * @description How many partitions read the export at once, or why it runs serial.
+             */
+            partitioning?: string | null;
             /**
              * Download Url
              * @description A presigned GET link, only when the export is COMPLETED.
