@@ -9,13 +9,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import routes_exports, routes_health
+from api import routes_exports, routes_health, routes_schedules
 from api.body_limit import BodySizeLimitMiddleware
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.planning import Planner
+from api.schedule_limits import ScheduleLimiter
 from api.temporal_gateway import TemporalGateway
 from connections.s3 import make_presigning_client
 from domain.settings import Settings, get_settings
@@ -52,6 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.max_running_exports_per_user, settings.max_running_exports_per_tenant
             ),
             planner=planner,
+            schedule_limiter=ScheduleLimiter(
+                settings.max_schedules_per_user, settings.max_schedules_per_tenant
+            ),
         )
         try:
             yield
@@ -67,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(routes_exports.router)
+    app.include_router(routes_schedules.router)
     app.include_router(routes_health.router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees 413s too
