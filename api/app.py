@@ -18,6 +18,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.planning import Planner
 from api.schedule_limits import ScheduleLimiter
 from api.temporal_gateway import TemporalGateway
+from api.ui import routes as ui_routes
 from connections.s3 import make_presigning_client
 from domain.settings import Settings, get_settings
 
@@ -73,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes_exports.router)
     app.include_router(routes_schedules.router)
     app.include_router(routes_health.router)
+    app.include_router(ui_routes.router)
+    app.mount("/ui/static", ui_routes.static_files, name="ui-static")
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees 413s too
     return app
