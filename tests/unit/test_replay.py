@@ -6,6 +6,10 @@ version; the version that publishes its progress to the memo (patch `progress-me
 activities on their own task queue); the version that bounds failures (patch
 `bounded-failures-1`); and the current release with both (`export_completed_bounded_memo`).
 A change to the workflow that would break running exports on deployment fails here. Keep every recorded version; add one for each deliberate, versioned change.
+
+`scheduled_export_run` is one run of a recurring export (issue 17): `ScheduledExportWorkflow`
+starting its export as a child workflow, whose id derives from the run's workflow id (so it
+replays under the recorded id).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.export_workflow import ExportWorkflow
 from workflows.task_queues import activity_task_queue_for
+from workflows.worker_processes import ALL_WORKFLOWS
 
 HISTORY_DIR = Path(__file__).parent.parent / "histories"
 HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
@@ -28,8 +32,9 @@ HISTORY_TEXT = {path: path.read_text() for path in HISTORIES}
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, HISTORY_TEXT[path])
-    replayer = Replayer(workflows=[ExportWorkflow], data_converter=pydantic_data_converter)
+    started = json.loads(HISTORY_TEXT[path])["events"][0]["workflowExecutionStartedEventAttributes"]
+    history = WorkflowHistory.from_json(started.get("workflowId", path.stem), HISTORY_TEXT[path])
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
@@ -42,6 +47,7 @@ def test_both_recorded_outcomes_of_each_version_are_present() -> None:
         "export_completed_progress_memo",
         "export_refused",
         "export_refused_progress_memo",
+        "scheduled_export_run",
     ]
 
 
