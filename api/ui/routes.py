@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Scope
 
 from api.auth import mint_token, owner_from_token
 from api.deps import SettingsDep
@@ -45,9 +46,22 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
+
+class _StaticFiles(StaticFiles):
+    """The page's script and stylesheet, with the same headers as the page (nosniff above all:
+    a browser must never run them as anything but what their content type says)."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(
+            {name: SECURITY_HEADERS[name] for name in ("X-Content-Type-Options", "Referrer-Policy")}
+        )
+        return response
+
+
 router = APIRouter(prefix="/ui", tags=["ui"], include_in_schema=False)
 templates = Jinja2Templates(directory=HERE / "templates")
-static_files = StaticFiles(directory=HERE / "static")
+static_files = _StaticFiles(directory=HERE / "static")
 
 
 @router.get("", response_class=HTMLResponse)

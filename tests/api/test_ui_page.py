@@ -35,7 +35,9 @@ async def test_the_page_has_a_strict_policy_and_nothing_inline(
     assert api.settings.api_jwt_secret not in html
     assert 'id="dev-form"' not in html  # not in development mode
     for static in ("app.js", "app.css"):
-        assert (await http.get(f"{api.url}/ui/static/{static}")).status_code == 200
+        served = await http.get(f"{api.url}/ui/static/{static}")
+        assert served.status_code == 200
+        assert served.headers["x-content-type-options"] == "nosniff"
     token_field = re.search(r"<textarea[^>]*id=\"token\"[^>]*>", html)
     assert token_field is not None
     assert "name=" not in token_field.group(0)
