@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import routes_exports, routes_health
+from api import routes_exports, routes_health, routes_schedules
 from api.body_limit import BodySizeLimitMiddleware
 from api.deps import Services
 from api.errors import install_error_handlers
@@ -17,7 +17,9 @@ from api.identity_provider import IdentityProviderKeys
 from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.planning import Planner
+from api.schedule_limits import ScheduleLimiter
 from api.temporal_gateway import TemporalGateway
+from api.ui import routes as ui_routes
 from connections.s3 import make_presigning_client
 from domain.settings import Settings, get_settings
 
@@ -54,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 settings.max_running_exports_per_user, settings.max_running_exports_per_tenant
             ),
             planner=planner,
+            schedule_limiter=ScheduleLimiter(
+                settings.max_schedules_per_user, settings.max_schedules_per_tenant
+            ),
         )
         try:
             yield
@@ -71,7 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.identity_provider = IdentityProviderKeys(settings) if settings.api_jwks_url else None
     install_error_handlers(app)
     app.include_router(routes_exports.router)
+    app.include_router(routes_schedules.router)
     app.include_router(routes_health.router)
+    app.include_router(ui_routes.router)
+    app.mount("/ui/static", ui_routes.static_files, name="ui-static")
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: sees 413s too
     return app

@@ -11,6 +11,7 @@ from temporalio.client import Client
 from api.limits import RunningExportLimiter
 from api.metrics import ApiMetrics
 from api.planning import Planner
+from api.schedule_limits import ScheduleLimiter
 from api.temporal_gateway import TemporalGateway
 from domain.settings import Settings
 
@@ -30,6 +31,7 @@ class Services:
     metrics: ApiMetrics
     limiter: RunningExportLimiter
     planner: Planner
+    schedule_limiter: ScheduleLimiter
 
 
 def services(request: Request) -> Services:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.auth import OwnerDep
@@ -201,14 +201,21 @@ async def cancel_export(
     status_code=302,
     response_class=RedirectResponse,
     summary="Download a completed export (redirect to a fresh presigned URL)",
+    description="With `Accept: application/json` the answer is `200` with the link as JSON "
+    "(`download_url`, `download_expires_at`) instead of the redirect: a web page cannot read "
+    "a cross-origin redirect's `Location`, and must not put the bearer token in a URL.",
     responses={
         302: {"description": "Found: `Location` is a presigned S3 URL."},
         **error_responses(401, 404, 409, 503),
     },
 )
 async def download_export(
-    export_id: ExportId, owner: OwnerDep, svc: ServicesDep, client: TemporalDep
-) -> RedirectResponse:
+    export_id: ExportId,
+    owner: OwnerDep,
+    svc: ServicesDep,
+    client: TemporalDep,
+    accept: Annotated[str, Header(include_in_schema=False)] = "",
+) -> Response:
     progress = await _progress(await find_owned(client, export_id, owner), svc)
     if progress.status != ExportStatus.COMPLETED or not progress.object_key:
         raise ApiError(
@@ -217,4 +224,9 @@ async def download_export(
             f"export {export_id!r} is {progress.status}; it can be downloaded once COMPLETED",
         )
     link = await presign_download(svc.s3, svc.settings, progress.object_key)
+    if "application/json" in accept:
+        return JSONResponse(
+            {"download_url": link.url, "download_expires_at": link.expires_at.isoformat()},
+            headers={"Cache-Control": "no-store"},
+        )
     return RedirectResponse(link.url, status_code=302, headers={"Cache-Control": "no-store"})

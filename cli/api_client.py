@@ -72,6 +72,34 @@ class ApiClient:
     def cancel(self, export_id: str) -> JsonObject:
         return self._json("DELETE", self._export_path(export_id))
 
+    # -- schedules (recurring exports) -------------------------------------------------------
+
+    @staticmethod
+    def _schedule_path(schedule_id: str, suffix: str = "") -> str:
+        return f"/schedules/{quote(schedule_id, safe='')}{suffix}"
+
+    def create_schedule(
+        self, body: JsonObject, idempotency_key: str | None = None
+    ) -> httpx.Response:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self._request("POST", "/schedules", json=body, headers=headers)
+
+    def list_schedules(self) -> JsonObject:
+        return self._json("GET", "/schedules")
+
+    def get_schedule(self, schedule_id: str) -> JsonObject:
+        return self._json("GET", self._schedule_path(schedule_id))
+
+    def update_schedule(self, schedule_id: str, body: JsonObject) -> JsonObject:
+        return self._json("PATCH", self._schedule_path(schedule_id), json=body)
+
+    def schedule_action(self, schedule_id: str, action: str) -> JsonObject:
+        """`pause`, `resume` or `run`."""
+        return self._json("POST", self._schedule_path(schedule_id, f"/{action}"))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._request("DELETE", self._schedule_path(schedule_id))
+
     def download_location(self, export_id: str) -> str:
         """The presigned URL the API's `/download` redirects to (a fresh one on each call)."""
         response = self._request("GET", self._export_path(export_id, "/download"))

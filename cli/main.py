@@ -1,4 +1,5 @@
-"""`exportctl`: start, follow, list, cancel, explain and download exports from a shell.
+"""`exportctl`: start, follow, list, cancel, explain and download exports from a shell, and
+manage recurring exports (`exportctl schedule …`, in `cli.schedules`).
 
 Connection options (`--api-url`, `--token`, `--sub`, `--tenant`) go before or after the command.
 Results go to standard output (an export id, a table, `--json`); messages and progress bars go to
@@ -22,6 +23,7 @@ from cli.download import download
 from cli.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ApiFailure, CliError
 from cli.render import console, print_explain, print_json, print_list, print_status, summary
 from cli.request_options import add_request_options, request_body
+from cli.schedules import add_schedule_command
 from cli.watch import watch
 from domain.models import ExportStatus
 
@@ -336,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="lifetime: seconds, or 90s, 15m, 12h, 7d (default 1h)",
     )
+    add_schedule_command(commands, common, EPILOG)
     return parser
 
 

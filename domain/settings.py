@@ -175,6 +175,15 @@ class Settings(BaseSettings):
     """Deadline of one JWKS fetch; a provider that does not answer gets 503."""
     max_running_exports_per_tenant: Annotated[int, Field(gt=0)] = 20
     max_running_exports_per_user: Annotated[int, Field(gt=0)] = 3
+    max_schedules_per_user: Annotated[int, Field(gt=0)] = 10
+    """Recurring exports (`POST /schedules`) one user may have."""
+    max_schedules_per_tenant: Annotated[int, Field(gt=0)] = 100
+    """Recurring exports all users of one tenant may have together."""
+    schedule_min_interval_seconds: Annotated[int, Field(gt=0)] = 300
+    """Shortest `interval_seconds` a schedule may ask for."""
+    schedule_catchup_window_seconds: Annotated[int, Field(ge=10)] = 3600
+    """How late a missed run may still start after an outage (Temporal's catch-up window;
+    with the SKIP overlap policy, the missed times of one outage start one run, not many)."""
     api_max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     """Largest request body the API reads; larger ones get 413 before anything is parsed."""
     api_planning_threads: Annotated[int, Field(gt=0, le=64)] = 2

@@ -36,12 +36,16 @@ from connections.temporal import connect
 from domain.settings import Settings
 from workflows.export_workflow import ExportWorkflow
 from workflows.janitor_workflow import JanitorWorkflow, ensure_janitor_schedule
+from workflows.scheduled_export_workflow import ScheduledExportWorkflow
 from workflows.task_queues import activity_task_queue_for
 
 logger = logging.getLogger("export-worker")
 
 RESTART_DELAY_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1
+
+ALL_WORKFLOWS: list[type] = [ExportWorkflow, JanitorWorkflow, ScheduledExportWorkflow]
+"""Every workflow of this project: the workflow workers (processes and test harness) run these."""
 
 
 @contextlib.asynccontextmanager
@@ -52,7 +56,7 @@ async def workflow_worker(settings: Settings) -> AsyncIterator[Worker]:
     worker = Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[ExportWorkflow, JanitorWorkflow],
+        workflows=ALL_WORKFLOWS,
     )
     async with worker:
         logger.info("workflow worker on %s", settings.temporal_task_queue)

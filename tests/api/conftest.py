@@ -17,7 +17,7 @@ import pytest
 from temporalio.client import Client
 
 from domain.settings import Settings
-from tests.api.support import Api, IdleApiFactory, serve, terminate_running
+from tests.api.support import Api, IdleApiFactory, delete_schedules_on, serve, terminate_running
 from tests.integration import export_harness
 
 
@@ -52,6 +52,7 @@ async def _idle_apis(api_settings: Settings, temporal: Client) -> AsyncIterator[
             return stack.enter_context(serve(api_settings.model_copy(update=update)))
 
         yield make
+    await delete_schedules_on(temporal, set(queues))
     for queue in queues:
         await terminate_running(temporal, f"TaskQueue = '{queue}'")
 

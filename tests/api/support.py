@@ -8,14 +8,14 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import uvicorn
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowExecutionStatus
 from temporalio.service import RPCError
 
 from api.app import create_app
@@ -24,6 +24,7 @@ from domain.models import Owner
 from domain.settings import Settings
 
 SERVER_START_TIMEOUT = 20.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,32 @@ async def terminate_running(client: Client, query: str) -> None:
         if execution.status == WorkflowExecutionStatus.RUNNING:
             with contextlib.suppress(RPCError):  # it ended meanwhile
                 await client.get_workflow_handle(execution.id).terminate("test teardown")
+
+
+async def delete_schedules_on(client: Client, task_queues: set[str]) -> None:
+    """Delete every recurring export (`sch_…` schedule) whose runs start on these queues."""
+    async for entry in await client.list_schedules():
+        if not entry.id.startswith("sch_"):
+            continue
+        handle = client.get_schedule_handle(entry.id)
+        with contextlib.suppress(RPCError):
+            described = await handle.describe()
+            action = described.schedule.action
+            if isinstance(action, ScheduleActionStartWorkflow) and action.task_queue in task_queues:
+                await handle.delete()
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], until: Callable[[T], bool], within: float = 60
+) -> T:
+    """Call `probe` until `until(value)` holds (for what is eventually consistent, such as
+    visibility); TimeoutError after `within` seconds."""
+    async with asyncio.timeout(within):
+        while True:
+            value = await probe()
+            if until(value):
+                return value
+            await asyncio.sleep(0.3)
 
 
 async def wait_for_export(

@@ -29,9 +29,8 @@ from domain.models import Column, ExportInput, ExportRequest, Owner, ProgressVie
 from domain.settings import Settings
 from scripts.seed_inspections import insert_in_batches
 from workflows.export_workflow import ExportWorkflow
-from workflows.janitor_workflow import JanitorWorkflow
 from workflows.task_queues import activity_task_queue_for
-from workflows.worker_processes import all_activities
+from workflows.worker_processes import ALL_WORKFLOWS, all_activities
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner(user_id="user-1", tenant="tenant-a")
@@ -111,7 +110,7 @@ async def in_process_worker(
             Worker(
                 client,
                 task_queue=settings.temporal_task_queue,
-                workflows=[ExportWorkflow, JanitorWorkflow],
+                workflows=ALL_WORKFLOWS,
             ),
             Worker(
                 client,

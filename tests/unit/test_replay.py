@@ -10,6 +10,10 @@ of parallel exports (patch `parallel-partitions-1`): a parent of 2 partitions
 (`export_parallel_partition`), and an export whose `parallelism: auto` stayed serial
 (`export_auto_serial`); `python -m tests.integration.record_histories` records these three.
 A change to the workflow that would break running exports on deployment fails here. Keep every recorded version; add one for each deliberate, versioned change.
+
+`scheduled_export_run` is one run of a recurring export (issue 17): `ScheduledExportWorkflow`
+starting its export as a child workflow, whose id derives from the run's workflow id (so it
+replays under the recorded id).
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from workflows.export_workflow import ExportWorkflow
 from workflows.task_queues import activity_task_queue_for
+from workflows.worker_processes import ALL_WORKFLOWS
 
 HISTORY_DIR = Path(__file__).parent.parent / "histories"
 HISTORIES = sorted(HISTORY_DIR.glob("*.json"))
@@ -32,8 +36,9 @@ HISTORY_TEXT = {path: path.read_text() for path in HISTORIES}
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
-    history = WorkflowHistory.from_json(path.stem, HISTORY_TEXT[path])
-    replayer = Replayer(workflows=[ExportWorkflow], data_converter=pydantic_data_converter)
+    started = json.loads(HISTORY_TEXT[path])["events"][0]["workflowExecutionStartedEventAttributes"]
+    history = WorkflowHistory.from_json(started.get("workflowId", path.stem), HISTORY_TEXT[path])
+    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
 
@@ -49,6 +54,7 @@ def test_both_recorded_outcomes_of_each_version_are_present() -> None:
         "export_parallel_partition",
         "export_refused",
         "export_refused_progress_memo",
+        "scheduled_export_run",
     ]
 
 
