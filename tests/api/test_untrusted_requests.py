@@ -25,7 +25,7 @@ import pytest
 from pymongo import MongoClient
 
 from domain.settings import DEVELOPMENT_SECRET, Settings
-from tests.api.support import Api, IdleApiFactory, new_owner, serve, wait_for_export
+from tests.api.support import Api, IdleApiFactory, eventually, new_owner, serve, wait_for_export
 from tests.integration import export_harness as h
 
 pytestmark = pytest.mark.services
@@ -156,7 +156,12 @@ async def test_quotas_are_shown_and_fail_the_export_with_the_upload_aborted(
         assert view["status"] == "FAILED", view
         assert named in view["error"], view["error"]
         prefix = f"{settings.export_prefix}{owner.tenant}/{export_id}/"
-        assert h.uploads_under(settings, prefix) == []
+
+        async def open_uploads(prefix: str = prefix) -> list[Any]:
+            return h.uploads_under(settings, prefix)
+
+        # FAILED is shown as the export fails; the abort follows it (the workflow closes after)
+        await eventually(open_uploads, lambda uploads: uploads == [], within=60)
 
 
 # -- the per-tenant running-export limit ------------------------------------------------------
