@@ -38,13 +38,12 @@ def collection(settings: Settings, unique_name: str) -> Iterator[str]:
     h.drop(settings, unique_name)
 
 
-def _small_parts(settings: Settings, queue: str) -> Settings:
-    # Small reply batches: a part reads for a few seconds, across several heartbeats.
+def _small_parts(settings: Settings, queue: str, batch: int = 1000) -> Settings:
     return settings.model_copy(
         update={
             "temporal_task_queue": queue,
             "part_size_bytes": 5 * MIB,
-            "mongodb_batch_size": 50,
+            "mongodb_batch_size": batch,
             "worker_activity_executor": "processes",
             "worker_activity_processes": 2,
         }
@@ -82,11 +81,17 @@ async def _most_rows_in_flight(handle: WorkflowHandle[object, object]) -> int:
 async def test_a_pooled_export_is_byte_identical_and_heartbeats(
     settings: Settings, collection: str, unique_name: str
 ) -> None:
-    pooled = _small_parts(settings, f"pool-{unique_name}")
+    # Replies of two rows: a part reads its rows for longer than the SDK's heartbeat throttle
+    # (80% of the 10 s heartbeat timeout), so a heartbeat sent after the first rows arrive
+    # reaches the server while the part is still in flight. (With large replies the first
+    # reply of a part takes most of its time and only the heartbeat before it, rows 0, is
+    # sent, with either executor.)
+    pooled = _small_parts(settings, f"pool-{unique_name}", batch=2)
     threaded = pooled.model_copy(
         update={
             "temporal_task_queue": f"threads-{unique_name}",
             "worker_activity_executor": "threads",
+            "mongodb_batch_size": settings.mongodb_batch_size,
         }
     )
     request = ExportRequest(collection=collection, format="jsonl")
