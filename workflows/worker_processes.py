@@ -4,10 +4,17 @@ Why processes: an activity decoding a large reply holds the GIL for hundreds of 
 a workflow task (or the `progress` query the Temporal UI sends) in the same process waits behind
 it. Workflow workers therefore never run activities, and activity workers never run workflows.
 
-Several activity worker *processes* were chosen over one worker with a process pool: the
-activities are methods bound to per-process clients (boto3, pymongo) that a pool would have to
-pickle or rebuild per call, heartbeats from a pool need the SDK's shared-state manager, and a
-killed process costs only the parts it held. Measured in `make bench` scenario 4 (see README).
+Several activity worker *processes* (`WORKER_ACTIVITY_EXECUTOR=threads`, the default) were
+chosen over one worker with a process pool (`=processes`: the sync activities run as the
+module-level functions of `workflows.activity_pool` in a spawned `ProcessPoolExecutor` of
+`WORKER_ACTIVITY_PROCESSES`, one activity per pool process, heartbeats and cancellation through
+`SharedStateManager.create_from_multiprocessing`; the janitor's async sweep stays in the parent).
+The pool is built so that `make bench` scenario 4 measures it as the layout `pool`. Measured so
+far (2026-11-30, 2 cores, N=2, idle): the pool needs a shared-state manager process (151 MB) and
+a resource tracker (13 MB) on top of its N full interpreters, so it costs more memory than N
+activity processes, and it runs N activities at once where threads run
+`WORKER_MAX_CONCURRENT_ACTIVITIES` per process. The latency comparison under load did not
+complete on the loaded machine (see README, Operations); threads stay the default.
 """
 
 from __future__ import annotations
