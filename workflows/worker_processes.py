@@ -9,12 +9,13 @@ chosen over one worker with a process pool (`=processes`: the sync activities ru
 module-level functions of `workflows.activity_pool` in a spawned `ProcessPoolExecutor` of
 `WORKER_ACTIVITY_PROCESSES`, one activity per pool process, heartbeats and cancellation through
 `SharedStateManager.create_from_multiprocessing`; the janitor's async sweep stays in the parent).
-The pool is built so that `make bench` scenario 4 measures it as the layout `pool`. Measured so
-far (2026-11-30, 2 cores, N=2, idle): the pool needs a shared-state manager process (151 MB) and
-a resource tracker (13 MB) on top of its N full interpreters, so it costs more memory than N
-activity processes, and it runs N activities at once where threads run
-`WORKER_MAX_CONCURRENT_ACTIVITIES` per process. The latency comparison under load did not
-complete on the loaded machine (see README, Operations); threads stay the default.
+The pool is built so that `make bench` scenario 4 measures it as the layout `pool`. Measured
+(2026-11-30, 2 cores, N=2, same run; bench/results/2026-11-30-s4-pool-quick.md): worker memory
+1002 MB idle / 1085 MB loaded for the pool against 687 / 762 MB for N activity processes: the
+pool's N processes are full interpreters too, plus the parent, the shared-state manager process
+(151 MB) and the resource tracker (13 MB). It also runs N activities at once where threads run
+`WORKER_MAX_CONCURRENT_ACTIVITIES` per process. Its latency under load is not measured yet (see
+README, Operations); with more memory and no measured gain, threads stay the default.
 """
 
 from __future__ import annotations
