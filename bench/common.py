@@ -126,7 +126,15 @@ class ManagedProcess:
         for process in self.tree():
             with contextlib.suppress(psutil.Error):
                 cmdline = process.cmdline()
-                role = cmdline[cmdline.index("--role") + 1] if "--role" in cmdline else "?"
+                role = (
+                    cmdline[cmdline.index("--role") + 1]
+                    if "--role" in cmdline
+                    # what a pooled activity worker spawned: the pool, its manager, the
+                    # resource tracker
+                    else "pool"
+                    if any("multiprocessing" in arg for arg in cmdline)
+                    else "?"
+                )
                 found.append((role, int(process.memory_info().rss)))
         return found
 
@@ -172,9 +180,11 @@ def _wait(what: str, ready: Any, process: ManagedProcess, timeout: float = 90.0)
     raise RuntimeError(f"{what} not ready after {timeout:.0f} s; log {process.log}")
 
 
-Layout = Literal["split", "single"]
+Layout = Literal["split", "single", "pool"]
 """`split`: `export-worker --role all` (one workflow process, one activity process per core);
-`single`: `export-worker --role combined`, the previous layout (both in one process)."""
+`single`: `export-worker --role combined`, the previous layout (both in one process);
+`pool`: `--role all` with `WORKER_ACTIVITY_EXECUTOR=processes` (one workflow process, one
+activity process running the activities in a pool of one process per core)."""
 
 
 @dataclass
@@ -216,11 +226,14 @@ class ProductStack:
         }
 
     def start_worker(self) -> ManagedProcess:
-        role = "all" if self.layout == "split" else "combined"
+        role = "combined" if self.layout == "single" else "all"
+        env = self.env()
+        if self.layout == "pool":
+            env["WORKER_ACTIVITY_EXECUTOR"] = "processes"
         worker = ManagedProcess(
             f"worker-{self.label}",
             [sys.executable, "-m", "workflows.worker", "--role", role, "--log-level", "INFO"],
-            self.env(),
+            env,
         )
         self.worker = worker
         kinds = ("workflows", "activities") if role == "all" else ("combined",)

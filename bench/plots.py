@@ -102,6 +102,7 @@ def s4(path: Path, measured: dict[str, Any]) -> str:
     titles = {
         "split": "new layout: workflow and activity processes",
         "single": "old layout: one worker process",
+        "pool": "pool layout: workflow process + activity process with a pool",
         "sync": "export inside the request handler",
     }
     apps = [app for app in titles if app in measured]

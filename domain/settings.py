@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     # this many activity processes; activities go to `<TEMPORAL_TASK_QUEUE>-activities`.
     worker_activity_processes: Annotated[int, Field(ge=0, le=64)] = 0
     """Activity worker processes `--role all` starts; 0 means one per CPU core."""
+    worker_activity_executor: Literal["threads", "processes"] = "threads"
+    """How one activity process runs the sync activities: `threads` (a thread pool of
+    `WORKER_MAX_CONCURRENT_ACTIVITIES`; `--role all` starts `WORKER_ACTIVITY_PROCESSES` such
+    processes) or `processes` (a process pool of `WORKER_ACTIVITY_PROCESSES` inside the one
+    activity process `--role all` then starts; measured in `make bench` scenario 4)."""
     worker_activity_nice: Annotated[int, Field(ge=0, le=19)] = 10
     """CPU niceness an activity process adds to itself: on a shared host, batch work yields
     the CPU to orchestration, the API and Temporal (0 keeps the default priority)."""

@@ -6,10 +6,13 @@ Orchestration and heavy work never share a process (nor a GIL):
   `TEMPORAL_TASK_QUEUE`. Light; one or two per deployment are plenty.
 * `--role activities`: activities only (reading, encoding, uploading, notifying, the janitor's
   sweep) on the derived queue `<TEMPORAL_TASK_QUEUE>-activities`. CPU-heavy; scale these out,
-  one process per core, each running `WORKER_MAX_CONCURRENT_ACTIVITIES` activities in threads.
+  one process per core, each running `WORKER_MAX_CONCURRENT_ACTIVITIES` activities in threads
+  (or, with `WORKER_ACTIVITY_EXECUTOR=processes`, one process running them in a process pool of
+  `WORKER_ACTIVITY_PROCESSES`; see `workflows.worker_processes` for the measured comparison).
 * `--role all` (the default, for development): supervises one workflow process and
-  `WORKER_ACTIVITY_PROCESSES` activity processes (default: the CPU count), restarts a child that
-  dies, and stops them all on SIGTERM or SIGINT.
+  `WORKER_ACTIVITY_PROCESSES` activity processes (default: the CPU count; one pooled activity
+  process with `WORKER_ACTIVITY_EXECUTOR=processes`), restarts a child that dies, and stops them
+  all on SIGTERM or SIGINT.
 * `--role combined`: the previous single-process layout (both kinds in one process, one GIL),
   kept for comparisons (`make bench`, scenario 4) and tiny deployments.
 
