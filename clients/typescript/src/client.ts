@@ -155,6 +155,12 @@ export class DurableExportClient {
       ...options,
       redirect: "manual",
     });
+    // Asked with `Accept: application/json`, the API answers the link as JSON (a browser could
+    // not read a cross-origin redirect); a redirect is followed by hand, for older servers.
+    if (response.status === 200) {
+      const body = (await response.json()) as { download_url?: string };
+      if (body.download_url) return body.download_url;
+    }
     const location = response.headers.get("location");
     if (response.status >= 300 && response.status < 400 && location) return location;
     if (response.type === "opaqueredirect") {
