@@ -14,6 +14,7 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY api ./api
 COPY cli ./cli
+COPY durable_export ./durable_export
 RUN pip install . \
     && useradd --system --uid 10001 --no-create-home exports
 
