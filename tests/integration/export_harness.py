@@ -30,7 +30,7 @@ from domain.settings import Settings
 from scripts.seed_inspections import insert_in_batches
 from workflows.export_workflow import ExportWorkflow
 from workflows.task_queues import activity_task_queue_for
-from workflows.worker_processes import ALL_WORKFLOWS, all_activities
+from workflows.worker_processes import ALL_WORKFLOWS, HEARTBEAT_THROTTLE, all_activities
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OWNER = Owner(user_id="user-1", tenant="tenant-a")
@@ -118,6 +118,7 @@ async def in_process_worker(
                 activities=all_activities(settings, client),
                 activity_executor=pool,
                 max_concurrent_activities=4,
+                max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
             ),
         ):
             yield client

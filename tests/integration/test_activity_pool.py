@@ -81,12 +81,10 @@ async def _most_rows_in_flight(handle: WorkflowHandle[object, object]) -> int:
 async def test_a_pooled_export_is_byte_identical_and_heartbeats(
     settings: Settings, collection: str, unique_name: str
 ) -> None:
-    # Replies of two rows: a part reads its rows for longer than the SDK's heartbeat throttle
-    # (80% of the 10 s heartbeat timeout), so a heartbeat sent after the first rows arrive
-    # reaches the server while the part is still in flight. (With large replies the first
-    # reply of a part takes most of its time and only the heartbeat before it, rows 0, is
-    # sent, with either executor.)
-    pooled = _small_parts(settings, f"pool-{unique_name}", batch=2)
+    # Replies of one row: a part reads its rows for several seconds, longer than the worker's
+    # heartbeat throttle (`HEARTBEAT_THROTTLE`, 2 s), so a heartbeat sent after the first rows
+    # arrive reaches the server while the part is still in flight.
+    pooled = _small_parts(settings, f"pool-{unique_name}", batch=1)
     threaded = pooled.model_copy(
         update={
             "temporal_task_queue": f"threads-{unique_name}",
