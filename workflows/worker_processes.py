@@ -10,7 +10,7 @@ module-level functions of `workflows.activity_pool` in a spawned `ProcessPoolExe
 `WORKER_ACTIVITY_PROCESSES`, one activity per pool process, heartbeats and cancellation through
 `SharedStateManager.create_from_multiprocessing`; the janitor's async sweep stays in the parent).
 The pool is built so that `make bench` scenario 4 measures it as the layout `pool`. Measured
-(2026-11-30, 2 cores, N=2, same run; bench/results/2026-11-30-s4-pool-quick.md): worker memory
+(2026-11-30, 2 cores, N=2, same run; bench/results/2026-11-30-s4-pool-smoke.md): worker memory
 1002 MB idle / 1085 MB loaded for the pool against 687 / 762 MB for N activity processes: the
 pool's N processes are full interpreters too, plus the parent, the shared-state manager process
 (151 MB) and the resource tracker (13 MB). It also runs N activities at once where threads run
