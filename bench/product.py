@@ -31,6 +31,30 @@ from domain.pipeline.planning import ChunkPlan
 from domain.settings import Settings
 from workflows.export_workflow import ExportWorkflow
 
+REPORT_COLUMNS = [
+    "certificate",
+    "date",
+    "business.name",
+    "business.address.city",
+    "business.address.zip",
+    "result",
+    "score",
+]
+"""The demo's 7-column report, which scenarios 1, 4, 5 and 8 export."""
+
+
+def report_request(collection: str, filename: str) -> dict[str, Any]:
+    """The report of every document: a `$project` of its columns (so that mongo-java-server's
+    one reply to a query stays under its 48 MB message limit), and the columns requested (as the
+    demo's report does, so there is no column sample to read)."""
+    return {
+        "collection": collection,
+        "pipeline": [{"$project": dict.fromkeys(REPORT_COLUMNS, 1)}],
+        "columns": [{"path": path} for path in REPORT_COLUMNS],
+        "filename": filename,
+    }
+
+
 Document = dict[str, Any]
 _EXPORT_NUMBERS = itertools.count(1)
 

@@ -19,12 +19,14 @@ from bench.common import ENGINE_LABELS, log, mb, timed
 from bench.context import BenchContext
 from bench.data import ensure_collection
 from bench.product import (
+    REPORT_COLUMNS,
     ExportRun,
     first_reply_rows,
     owner,
     plan_of,
     read_like_the_product,
     read_unchunked,
+    report_request,
     run_export,
     source,
 )
@@ -38,26 +40,9 @@ USER = "bench-s1"
 TARGET = 1.3
 
 
-REPORT_COLUMNS = [
-    "certificate",
-    "date",
-    "business.name",
-    "business.address.city",
-    "business.address.zip",
-    "result",
-    "score",
-]
-
-
 def request_for(collection: str) -> dict[str, Any]:
-    """A report of every document: a `$project` of its columns, and the columns requested (as
-    the demo's report does, so there is no column sample to read)."""
-    return {
-        "collection": collection,
-        "pipeline": [{"$project": dict.fromkeys(REPORT_COLUMNS, 1)}],
-        "columns": [{"path": path} for path in REPORT_COLUMNS],
-        "filename": "bench-s1.csv",
-    }
+    """Scenario 1's export of the demo report."""
+    return report_request(collection, "bench-s1.csv")
 
 
 def read_and_encode(collection: Any, plan: Any, run: ExportRun, settings: Any, columns: Any) -> int:

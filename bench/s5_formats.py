@@ -4,7 +4,7 @@ per CPU-second of this process, BSON decoding included (the rows start as the BS
 wire delivers and are decoded as the worker's PyMongo client decodes them).
 
 Two reports: the inspections' frozen columns (nested documents, arrays of documents) and the
-demo's 7-column report (`bench.s1_end_to_end.REPORT_COLUMNS`, as its `$project` returns it).
+demo's 7-column report (`bench.product.REPORT_COLUMNS`, as its `$project` returns it).
 The Arrow CSV engine gets the rows as the raw reader hands them over (`RawBSONDocument`) and
 decodes them with PyMongoArrow; the run also checks that its bytes equal the Python encoder's.
 """
@@ -21,8 +21,8 @@ import bson
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 
+from bench.product import REPORT_COLUMNS
 from bench.report import Outcome, Target, judge
-from bench.s1_end_to_end import REPORT_COLUMNS
 from bench.stats import median, ratios
 from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
 from domain.formats.flatten import MISSING, value_at

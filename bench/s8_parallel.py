@@ -21,7 +21,7 @@ from pymongo import MongoClient
 from bench.common import BENCH_DATABASE, ProductStack, engine_uri
 from bench.context import BenchContext
 from bench.data import ensure_collection
-from bench.product import ExportRun, owner, plan_of, run_export
+from bench.product import ExportRun, owner, plan_of, report_request, run_export
 from bench.report import ScenarioResult, Target, judge
 from bench.stats import median
 from domain.pipeline import partitioning
@@ -29,29 +29,6 @@ from domain.pipeline import partitioning
 ENGINE = "mongo-java-server"
 TARGET_SPEEDUP = 1.5
 TARGET_SHARE = 0.85
-
-
-REPORT_COLUMNS = [
-    "certificate",
-    "date",
-    "business.name",
-    "business.address.city",
-    "business.address.zip",
-    "result",
-    "score",
-]
-
-
-def request_for(collection: str) -> dict[str, Any]:
-    """Scenario 1's report (`bench.s1_end_to_end.request_for`, not imported: that module loads
-    matplotlib): the columns projected in the pipeline, so that mongo-java-server's one reply
-    to a query stays under its 48 MB message limit."""
-    return {
-        "collection": collection,
-        "pipeline": [{"$project": dict.fromkeys(REPORT_COLUMNS, 1)}],
-        "columns": [{"path": path} for path in REPORT_COLUMNS],
-        "filename": "bench-s8.csv",
-    }
 
 
 def _read(uri: str, name: str, pipeline: list[dict[str, Any]]) -> int:
@@ -66,7 +43,7 @@ def _read(uri: str, name: str, pipeline: list[dict[str, Any]]) -> int:
 
 def _bare_reads(name: str, docs: int, settings: Any, reps: int) -> tuple[list[float], list[float]]:
     """Seconds of the whole read in one process, and of its two halves in two processes."""
-    plan = plan_of(request_for(name), owner("bench-s8"), settings)
+    plan = plan_of(report_request(name, "bench-s8.csv"), owner("bench-s8"), settings)
     uri = engine_uri(ENGINE)
     middle = partitioning.boundary_positions(docs, 2)[0]
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
@@ -114,7 +91,7 @@ async def run(ctx: BenchContext) -> ScenarioResult:
                 await run_export(
                     stack,
                     ctx.temporal,
-                    {**request_for(name), "parallelism": parallelism},
+                    {**report_request(name, "bench-s8.csv"), "parallelism": parallelism},
                     user="bench-s8",
                     label=f"s8-p{parallelism}",
                 )
