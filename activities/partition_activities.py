@@ -17,7 +17,7 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 from bson.errors import BSONError
 from pydantic import BaseModel, ConfigDict
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 from temporalio import activity
 
 from activities import errors
@@ -37,6 +37,14 @@ from domain.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+
+PLANNING_ATTEMPTS = 3
+"""Partitions are an optimisation: once this many attempts to count the keys have failed on a
+transient error (a flaky connection, a busy server), the export runs serially instead of
+holding its start back for the rest of the retry schedule. Counting is one query that a dropped
+connection restarts from zero (on FerretDB, seconds for tens of thousands of documents); the
+serial export reads in short batches that resume from their cursor."""
 
 
 class _Io(BaseModel):
@@ -103,6 +111,15 @@ class PartitionActivities:
         try:
             with heartbeating(lambda: (scanned[0],)):
                 if export.request.parallelism == "auto":
+                    if partitioning.keys_are_documents(plan):
+                        documents = self._documents(collection, max_time)
+                        if documents is not None and documents <= settings.export_partition_rows:
+                            return PartitionPlan(
+                                bounds=[],
+                                decision=f"serial: the collection holds {documents:,} documents, "
+                                f"no more than one partition's {settings.export_partition_rows:,} "
+                                "rows (parallelism auto)",
+                            )
                     # Most exports are small: count no further than one partition's rows.
                     enough = settings.export_partition_rows + 1
                     keys = self._count(collection, plan, max_time, enough)
@@ -134,7 +151,15 @@ class PartitionActivities:
                                 if target is None:
                                     break
         except (PyMongoError, BSONError) as exc:
-            raise errors.classify_mongo(exc, max_time_ms=max_time) from exc
+            failure = errors.classify_mongo(exc, max_time_ms=max_time)
+            attempt = activity.info().attempt
+            if not failure.non_retryable and attempt >= PLANNING_ATTEMPTS:
+                return PartitionPlan(
+                    bounds=[],
+                    decision=f"serial: the keys could not be counted in {attempt} attempts "
+                    f"({failure.message})",
+                )
+            raise failure from exc
         except CursorError as exc:  # the serial export meets it and says so, with its row
             return PartitionPlan(bounds=[], decision=f"serial: a key cannot bound a range: {exc}")
         if not bounds:
@@ -151,6 +176,15 @@ class PartitionActivities:
                 f"({plan.strategy}, parallelism {export.request.parallelism}), composed in order"
             ),
         )
+
+    @staticmethod
+    def _documents(collection: Any, max_time: int) -> int | None:
+        """The collection's document count from its metadata (None where the server refuses,
+        e.g. a view on some engines: then the keys are counted)."""
+        try:
+            return int(collection.estimated_document_count(maxTimeMS=max_time))
+        except OperationFailure:
+            return None
 
     @staticmethod
     def _count(collection: Any, plan: Any, max_time: int, limit: int | None) -> int:

@@ -20,6 +20,13 @@ How many partitions (`partition_count`): `parallelism` as asked, or `auto`: one 
 `EXPORT_PARTITION_ROWS` (2,000,000) rows, both capped by `EXPORT_MAX_PARALLELISM` (8) and by the
 number of keys. With the defaults: 1.5 M rows → 1 (serial), 5 M → 3, 10^8 → 8.
 
+Most exports are small, and `auto` is the default: when the keys are source documents
+(`keys_are_documents`) the collection's own document count (`estimatedDocumentCount`, read from
+the collection's metadata, no scan) bounds them, so a collection of at most one partition's
+rows stays serial without counting anything. Counting scans the tenant's documents, which on
+FerretDB takes seconds for tens of thousands of large documents, and is one query that a
+dropped connection restarts from zero.
+
 Where the boundaries come from (`key_scan_pipeline`, `boundary_positions`): a key-only scan
 that works on every engine we support (FerretDB has neither `$sample` nor `$bucketAuto`): the
 activity counts the keys (`$count`), then reads only the key fields in key order and keeps the
@@ -74,6 +81,13 @@ def serial_reason(plan: ChunkPlan, request: ExportRequest) -> str | None:
     if plan.row_limit is not None or any(isinstance(i, _FirstPartOnly) for i in plan.items):
         return "a trailing $skip/$limit counts rows across the whole export"
     return None
+
+
+def keys_are_documents(plan: ChunkPlan) -> bool:
+    """Whether the plan's keys are source documents (one per `_id`), so the collection's
+    document count bounds them; a `sort_keyset` scan may hold more rows than documents (an
+    `$unwind` before the `$sort`)."""
+    return plan.strategy in ("source_keyset", "unwind_keyset")
 
 
 def partition_count(

@@ -10,6 +10,7 @@ The key-only scan and `$unwind` with an index run on mongo-java-server (FerretDB
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 from collections.abc import Iterator
@@ -18,8 +19,16 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 
-from activities.partition_activities import ComposeResult, partition_prefix
+from activities import errors
+from activities.partition_activities import (
+    PLANNING_ATTEMPTS,
+    ComposeResult,
+    PartitionActivities,
+    partition_prefix,
+)
 from connections.s3 import make_s3_client
 from connections.temporal import connect
 from domain.export_policy import ExportPolicy
@@ -301,3 +310,52 @@ async def test_a_failed_partition_fails_the_export_and_leaves_nothing(java: Sett
     assert h.uploads_under(java, prefix) == []
     assert objects_under(java, final) == []
     assert objects_under(java, prefix) == []
+
+
+@pytest.mark.parametrize(
+    ("strategy", "partition_rows", "decision"),
+    [
+        # 3,000 documents: the collection's own count settles it, nothing is counted.
+        ("source_keyset", 5_000, "serial: the collection holds 3,000 documents, no more than"),
+        ("unwind_keyset", 5_000, "serial: the collection holds 3,000 documents, no more than"),
+        # More documents than one partition's rows: the keys are counted and cut.
+        ("source_keyset", 1_000, "3 partitions of about 1000 keys each"),
+        # Sorted rows may outnumber the documents: always counted.
+        ("sort_keyset", 5_000, "serial: 3,000 keys make one partition"),
+    ],
+)
+def test_auto_counts_keys_only_when_the_collection_may_hold_more_than_one_partition(
+    java: Settings, strategy: str, partition_rows: int, decision: str
+) -> None:
+    request = ExportRequest(collection="parallel_matrix", pipeline=PIPELINES[strategy])
+    policy = ExportPolicy.of(java).model_copy(update={"export_partition_rows": partition_rows})
+    export = h.new_export(request, policy=policy)
+    planned = ActivityEnvironment().run(PartitionActivities(java).plan_partitions, export)
+    assert planned.decision.startswith(decision), planned.decision
+
+
+def test_keys_that_cannot_be_counted_leave_the_export_serial_after_bounded_attempts(
+    settings: Settings,
+) -> None:
+    """Nothing listens on the database's port: the first attempts fail (retryable), the
+    third settles on a serial export and says why."""
+    unreachable = settings.model_copy(
+        update={"mongodb_uri": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300"}
+    )
+    request = ExportRequest(
+        collection="parallel_matrix", pipeline=PIPELINES["source_keyset"], parallelism=2
+    )
+    export = h.new_export(request)
+    environment = ActivityEnvironment()
+    plan = PartitionActivities(unreachable).plan_partitions
+    with pytest.raises(ApplicationError) as raised:
+        environment.run(plan, export)
+    assert raised.value.type == errors.DATABASE_UNAVAILABLE
+    assert not raised.value.non_retryable
+    environment.info = dataclasses.replace(environment.info, attempt=PLANNING_ATTEMPTS)
+    planned = environment.run(plan, export)
+    assert planned.bounds == []
+    assert planned.decision.startswith(
+        f"serial: the keys could not be counted in {PLANNING_ATTEMPTS} attempts (the database "
+        "could not be reached"
+    ), planned.decision
