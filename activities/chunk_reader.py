@@ -1,18 +1,26 @@
-"""Read the rows of one part: ONE streamed aggregate cursor from a known chunk cursor."""
+"""Read the rows of one part: one streamed aggregate cursor from a known chunk cursor, reopened
+after its last row when the connection drops."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from functools import cached_property
 from typing import Any, overload
 
 from bson.raw_bson import RawBSONDocument
 from pymongo.collection import Collection
+from pymongo.errors import AutoReconnect, CursorNotFound
 
 from activities import errors
 from domain.pipeline.keyset import CursorError
 from domain.pipeline.partitioning import bounded_pipeline
 from domain.pipeline.planning import ChunkPlan
+
+REOPENINGS_WITHOUT_ROWS = 3
+"""Reopenings of a part's query in a row that may fail before reading a row."""
+REOPEN_PAUSE_SECONDS = 0.5
+"""Pause before the n-th reopening in a row without a row: n times this."""
 
 
 def read_rows(
@@ -42,22 +50,49 @@ def read_rows(
 
     `upper`: the last cursor of a parallel export's partition; the query ends there
     (`domain.pipeline.partitioning.bounded_pipeline`).
+
+    A connection that drops mid-cursor (`AutoReconnect`, or `CursorNotFound` from a server that
+    drops a cursor with its connection) costs one reopening of the query after the last row
+    read, not the part: rows already read stay read, none is read twice. Reopenings are bounded
+    by progress: each must yield a row, or `REOPENINGS_WITHOUT_ROWS` in a row fail and the error
+    goes to the activity's retry policy.
     """
     remaining = None if plan.row_limit is None else plan.row_limit - rows_before
     if remaining is not None and remaining <= 0:
         return
-    pipeline = plan.pipeline_for(cursor) if upper is None else bounded_pipeline(plan, cursor, upper)
     source: Collection[Any] = collection
     if raw:
         options = collection.codec_options.with_options(document_class=RawBSONDocument)
         source = collection.with_options(codec_options=options)
-    with source.aggregate(pipeline, maxTimeMS=max_time_ms, batchSize=batch_size) as rows:
-        for row in rows:
-            yield row, LazyCursor(plan, row) if raw else plan.cursor_of(row)
-            if remaining is not None:
-                remaining -= 1
-                if remaining == 0:
-                    return
+    after = cursor
+    stalled = 0
+    while True:
+        last: Mapping[str, Any] | None = None
+        if upper is None:
+            pipeline = plan.pipeline_for(after)
+        else:
+            pipeline = bounded_pipeline(plan, after, upper)
+        try:
+            with source.aggregate(pipeline, maxTimeMS=max_time_ms, batchSize=batch_size) as rows:
+                for row in rows:
+                    yield row, LazyCursor(plan, row) if raw else plan.cursor_of(row)
+                    last = row
+                    if remaining is not None:
+                        remaining -= 1
+                        if remaining == 0:
+                            return
+            return
+        except (AutoReconnect, CursorNotFound):
+            # The connection (and with it the server cursor) is gone. Rows up to `last` are
+            # the caller's already: the query after `last` holds exactly the rest, as the next
+            # part's would. Without a row since the last reopening, give up after a few.
+            stalled = 0 if last is not None else stalled + 1
+            if stalled > REOPENINGS_WITHOUT_ROWS:
+                raise
+            if last is not None:
+                after = plan.cursor_of(last)
+            else:
+                time.sleep(REOPEN_PAUSE_SECONDS * stalled)
 
 
 class LazyCursor(Sequence[Any]):
