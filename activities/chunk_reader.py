@@ -3,6 +3,7 @@ after its last row when the connection drops."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -16,6 +17,8 @@ from activities import errors
 from domain.pipeline.keyset import CursorError
 from domain.pipeline.partitioning import bounded_pipeline
 from domain.pipeline.planning import ChunkPlan
+
+log = logging.getLogger(__name__)
 
 REOPENINGS_WITHOUT_ROWS = 3
 """Reopenings of a part's query in a row that may fail before reading a row."""
@@ -82,13 +85,20 @@ def read_rows(
                         if remaining == 0:
                             return
             return
-        except (AutoReconnect, CursorNotFound):
+        except (AutoReconnect, CursorNotFound) as exc:
             # The connection (and with it the server cursor) is gone. Rows up to `last` are
             # the caller's already: the query after `last` holds exactly the rest, as the next
             # part's would. Without a row since the last reopening, give up after a few.
             stalled = 0 if last is not None else stalled + 1
             if stalled > REOPENINGS_WITHOUT_ROWS:
                 raise
+            log.warning(
+                "the database connection dropped mid-part (%s: %s); reopening the query after "
+                "the last row read (%d reopenings in a row without a row)",
+                type(exc).__name__,
+                exc,
+                stalled,
+            )
             if last is not None:
                 after = plan.cursor_of(last)
             else:
