@@ -20,10 +20,11 @@ from domain.pipeline.planning import ChunkPlan
 
 log = logging.getLogger(__name__)
 
-REOPENINGS_WITHOUT_ROWS = 3
-"""Reopenings of a part's query in a row that may fail before reading a row."""
-REOPEN_PAUSE_SECONDS = 0.5
-"""Pause before the n-th reopening in a row without a row: n times this."""
+REOPEN_WITHOUT_ROWS_SECONDS = 30.0
+"""How long a part keeps reopening its query while no reopening yields a row: long enough to
+ride out a burst of dropped connections, short next to an activity's timeout."""
+REOPEN_PAUSES_SECONDS = (0.5, 1.0, 2.0, 4.0)
+"""Pauses before the 1st, 2nd, 3rd… reopening in a row without a row (the last one repeats)."""
 
 
 def read_rows(
@@ -36,6 +37,7 @@ def read_rows(
     rows_before: int = 0,
     raw: bool = False,
     upper: Sequence[Any] | None = None,
+    reopen_without_rows_seconds: float = REOPEN_WITHOUT_ROWS_SECONDS,
 ) -> Generator[tuple[Mapping[str, Any], Sequence[Any]], None, None]:
     """Yield `(row, cursor_of(row))` for every row after `cursor`, in the plan's order.
 
@@ -57,8 +59,9 @@ def read_rows(
     A connection that drops mid-cursor (`AutoReconnect`, or `CursorNotFound` from a server that
     drops a cursor with its connection) costs one reopening of the query after the last row
     read, not the part: rows already read stay read, none is read twice. Reopenings are bounded
-    by progress: each must yield a row, or `REOPENINGS_WITHOUT_ROWS` in a row fail and the error
-    goes to the activity's retry policy.
+    by progress: once they have failed without a row for `reopen_without_rows_seconds`, the
+    error goes to the activity's retry policy. A server that cannot be selected at all
+    (`ServerSelectionTimeoutError`) goes there at once.
     """
     remaining = None if plan.row_limit is None else plan.row_limit - rows_before
     if remaining is not None and remaining <= 0:
@@ -68,7 +71,7 @@ def read_rows(
         options = collection.codec_options.with_options(document_class=RawBSONDocument)
         source = collection.with_options(codec_options=options)
     after = cursor
-    stalled = 0
+    stalled: list[float] = []  # when each reopening in a row without a row failed
     while True:
         last: Mapping[str, Any] | None = None
         if upper is None:
@@ -88,21 +91,23 @@ def read_rows(
         except (AutoReconnect, CursorNotFound) as exc:
             # The connection (and with it the server cursor) is gone. Rows up to `last` are
             # the caller's already: the query after `last` holds exactly the rest, as the next
-            # part's would. Without a row since the last reopening, give up after a few.
-            stalled = 0 if last is not None else stalled + 1
-            if stalled > REOPENINGS_WITHOUT_ROWS:
-                raise
-            log.warning(
-                "the database connection dropped mid-part (%s: %s); reopening the query after "
-                "the last row read (%d reopenings in a row without a row)",
-                type(exc).__name__,
-                exc,
-                stalled,
-            )
+            # part's would.
             if last is not None:
+                stalled.clear()
                 after = plan.cursor_of(last)
             else:
-                time.sleep(REOPEN_PAUSE_SECONDS * stalled)
+                stalled.append(time.monotonic())
+                if stalled[-1] - stalled[0] >= reopen_without_rows_seconds:
+                    raise
+            log.warning(
+                "the database connection dropped mid-part (%s: %s); reopening the query after "
+                "the last row read (%d failed reopenings in a row without a row)",
+                type(exc).__name__,
+                exc,
+                len(stalled),
+            )
+            if stalled:
+                time.sleep(REOPEN_PAUSES_SECONDS[min(len(stalled), len(REOPEN_PAUSES_SECONDS)) - 1])
 
 
 class LazyCursor(Sequence[Any]):

@@ -16,6 +16,7 @@ import pytest
 from bson import decode
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, monitoring
+from pymongo.errors import AutoReconnect
 
 from activities.chunk_reader import read_rows
 from activities.export_activities import build_plan
@@ -107,3 +108,33 @@ def test_rows_read_across_dropped_connections_are_each_read_once_in_order(
     assert counter.aggregates >= 3, "the connections were not cut: nothing was tested"
     assert [row["_id"] for row in got] == [row["_id"] for row in expected]
     assert got == expected
+
+
+def test_reopenings_that_never_yield_a_row_give_up_to_the_retry_policy(
+    settings: Settings, toxiproxy: dict[str, Proxy], collection: str
+) -> None:
+    """Every reply over 20 KB is cut (the handshakes pass, no batch does): the read reopens for
+    the time it is given, then raises the driver's error for the activity to classify."""
+    export = h.new_export(ExportRequest(collection=collection))
+    plan = build_plan(export, settings)
+    counter = AggregateCounter()
+    proxy = toxiproxy["mongo"]
+    cut = proxy.add_toxic("limit_data", stream="downstream", bytes=20_000)
+    proxied: MongoClient[dict[str, Any]] = MongoClient(
+        f"mongodb://127.0.0.1:{proxy.port}/", event_listeners=[counter]
+    )
+    try:
+        stream = read_rows(
+            proxied[settings.mongodb_database][collection],
+            plan,
+            None,
+            max_time_ms=60_000,
+            batch_size=100,
+            reopen_without_rows_seconds=2.0,
+        )
+        with pytest.raises(AutoReconnect):
+            next(stream)
+    finally:
+        proxied.close()
+        proxy.remove_toxic(cut)
+    assert counter.aggregates >= 2, "the read gave up without reopening"
