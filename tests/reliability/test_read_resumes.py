@@ -26,6 +26,8 @@ from domain.settings import Settings
 from tests.integration import export_harness as h
 from tests.integration.test_export_workflow import documents
 
+pytestmark = [pytest.mark.reliability, pytest.mark.services]
+
 PIPELINES: dict[str, list[dict[str, Any]]] = {
     "source_keyset": [{"$project": {"tags": 0}}],
     "sort_keyset": [{"$sort": {"score": -1}}],
