@@ -9,6 +9,7 @@ counted to prove the connections did drop.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from bson import decode
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, monitoring
+from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect
 
 from activities.chunk_reader import read_rows
@@ -47,6 +49,24 @@ class AggregateCounter(monitoring.CommandListener):
 
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
+
+
+@contextlib.contextmanager
+def cut_after(
+    settings: Settings, proxy: Proxy, collection: str, limit: int
+) -> Iterator[tuple[Collection[dict[str, Any]], AggregateCounter]]:
+    """`collection` through `proxy`, every connection closed after `limit` bytes of replies,
+    and a counter of the aggregate commands sent through it."""
+    counter = AggregateCounter()
+    cut = proxy.add_toxic("limit_data", stream="downstream", bytes=limit)
+    proxied: MongoClient[dict[str, Any]] = MongoClient(
+        f"mongodb://127.0.0.1:{proxy.port}/", event_listeners=[counter]
+    )
+    try:
+        yield proxied[settings.mongodb_database][collection], counter
+    finally:
+        proxied.close()
+        proxy.remove_toxic(cut)
 
 
 @pytest.fixture(scope="module")
@@ -85,25 +105,9 @@ def test_rows_read_across_dropped_connections_are_each_read_once_in_order(
         )
     ]
     direct.close()
-    counter = AggregateCounter()
-    proxy = toxiproxy["mongo"]
-    cut = proxy.add_toxic("limit_data", stream="downstream", bytes=400_000)
-    proxied: MongoClient[dict[str, Any]] = MongoClient(
-        f"mongodb://127.0.0.1:{proxy.port}/", event_listeners=[counter]
-    )
-    try:
-        stream = read_rows(
-            proxied[settings.mongodb_database][collection],
-            plan,
-            None,
-            max_time_ms=60_000,
-            batch_size=100,
-            raw=raw,
-        )
+    with cut_after(settings, toxiproxy["mongo"], collection, 400_000) as (cut, counter):
+        stream = read_rows(cut, plan, None, max_time_ms=60_000, batch_size=100, raw=raw)
         rows = [row for row, _ in stream]
-    finally:
-        proxied.close()
-        proxy.remove_toxic(cut)
     assert len(expected) == 2_000
     assert all(isinstance(row, RawBSONDocument) == raw for row in rows)
     got = [decode(row.raw) if isinstance(row, RawBSONDocument) else dict(row) for row in rows]
@@ -119,24 +123,10 @@ def test_reopenings_that_never_yield_a_row_give_up_to_the_retry_policy(
     the time it is given, then raises the driver's error for the activity to classify."""
     export = h.new_export(ExportRequest(collection=collection))
     plan = build_plan(export, settings)
-    counter = AggregateCounter()
-    proxy = toxiproxy["mongo"]
-    cut = proxy.add_toxic("limit_data", stream="downstream", bytes=20_000)
-    proxied: MongoClient[dict[str, Any]] = MongoClient(
-        f"mongodb://127.0.0.1:{proxy.port}/", event_listeners=[counter]
-    )
-    try:
+    with cut_after(settings, toxiproxy["mongo"], collection, 20_000) as (cut, counter):
         stream = read_rows(
-            proxied[settings.mongodb_database][collection],
-            plan,
-            None,
-            max_time_ms=60_000,
-            batch_size=100,
-            reopen_without_rows_seconds=2.0,
+            cut, plan, None, max_time_ms=60_000, batch_size=100, reopen_without_rows_seconds=2.0
         )
         with pytest.raises(AutoReconnect):
             next(stream)
-    finally:
-        proxied.close()
-        proxy.remove_toxic(cut)
     assert counter.aggregates >= 2, "the read gave up without reopening"
