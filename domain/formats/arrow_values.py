@@ -37,6 +37,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from bson import Binary, DatetimeMS, Decimal128, Int64, ObjectId
 
 from domain.formats.cell_format import format_cell
@@ -173,6 +174,15 @@ def _timestamp(value: Any) -> Any:
     if isinstance(value, DatetimeMS) and _FIRST_MS <= int(value) <= _LAST_MS:
         return value.as_datetime()
     return _NOT_FITTING
+
+
+def timestamp_ms_fits(array: pa.Array) -> bool:
+    """Whether every value of a timestamp(ms) array is a date of the years 1 to 9999."""
+    if len(array) == array.null_count:
+        return True
+    bounds = pc.min_max(array.cast(pa.int64()))
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    return bool(low >= _FIRST_MS and high <= _LAST_MS)
 
 
 def _always(value: Any) -> bool:

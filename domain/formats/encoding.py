@@ -80,9 +80,12 @@ class EncodingSpec:
 
     @property
     def reads_raw_rows(self) -> bool:
-        """Whether the encoder wants rows as `RawBSONDocument`: the Arrow CSV engine, for CSV
-        with the options it knows (any other option, a delimiter or a time zone say, leaves the
-        part to the Python encoder)."""
+        """Whether the encoder wants rows as `RawBSONDocument`: Parquet always (PyMongoArrow
+        decodes them, `domain.formats.parquet`), and the Arrow CSV engine for CSV with the
+        options it knows (any other option, a delimiter or a time zone say, leaves the part to
+        the Python encoder)."""
+        if self.format == "parquet":
+            return True
         known = EncodingSpec(
             format="csv",
             compression=self.compression,

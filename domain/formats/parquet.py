@@ -1,7 +1,6 @@
 """Parquet parts: one `.parquet` object per export, zstd, each S3 part whole row groups.
 
-How a part becomes bytes: its rows are converted to Arrow (`domain.formats.arrow_values`) and
-written by pyarrow as a small Parquet file of their own; the part is that file without its
+How a part becomes bytes: its rows are converted to Arrow and written by pyarrow as a small Parquet file of their own; the part is that file without its
 footer (and, after the first part, without the leading `PAR1`). The footer's offsets count from
 that small file's start, so they are moved to where the part lies in the export's object (the
 `offset` the workflow passes: the bytes of the parts before) and kept as this part's *footer
@@ -12,6 +11,16 @@ appends the export's footer: every earlier piece (stored by the activity, see
 The schema is decided once, from the first rows of the first part, and travels to the later
 parts in `carry` (`ExportState.format_state`), so every part of an export, retried or not,
 writes the same types and a retried part produces the same bytes.
+
+Rows become Arrow two ways, to the same arrays. Decoded rows (dicts) are converted value by
+value (`domain.formats.arrow_values`, the reference). Raw rows (`RawBSONDocument`, as the
+worker reads them for Parquet) of an export with columns are decoded by PyMongoArrow
+(`domain.formats.arrow_batches`): each part's first batch goes through Python, which pins per
+column what PyMongoArrow may make, and later batches are decoded straight into Arrow, column by
+column: strings, ObjectIds (as hex text), int64, doubles, booleans and dates within the years 1
+to 9999 where the schema has those types. Other columns (documents, arrays, Decimal128, a NaN,
+mixed types), and a batch PyMongoArrow cannot be trusted with, go through Python. Whole-document
+exports (no columns) decode raw rows in Python: the fields no schema column holds are counted.
 """
 
 from __future__ import annotations
@@ -25,9 +34,25 @@ from typing import TYPE_CHECKING, Any, Final
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from bson.raw_bson import RawBSONDocument
 
-from domain.formats.arrow_values import choose_type, to_array
-from domain.formats.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
+from domain.formats.arrow_batches import (
+    BatchRefused,
+    PinnedDecoder,
+    decoded,
+    decoded_batch,
+    kind_of,
+    raw_bytes,
+)
+from domain.formats.arrow_text import oid_hex
+from domain.formats.arrow_values import TIMESTAMP, choose_type, timestamp_ms_fits, to_array
+from domain.formats.column_access import (
+    NEVER_A_KEY,
+    ColumnAccess,
+    paths_to_strip,
+    plan_columns,
+    strip_paths,
+)
 from domain.formats.column_values import column_values
 from domain.formats.thrift_compact import shift_offsets
 from domain.models import Column
@@ -43,6 +68,18 @@ ROW_GROUP_BYTES: Final = 8 * 1024 * 1024
 """Arrow bytes (uncompressed) gathered before a row group is written."""
 MAX_ROW_GROUP_ROWS: Final = 1_000_000
 NOT_FITTING_WARNING: Final = "parquet_values_written_as_null"
+ARROW_MAKES: Final[dict[str, pa.DataType]] = {
+    "str": pa.string(),
+    "oid": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "date": TIMESTAMP,
+}
+"""Per pinned kind, the schema type a PyMongoArrow array of it becomes exactly (see
+`_from_arrow`); any other pair goes through Python."""
+MAX_REFUSED_BATCHES: Final = 4
+"""Batches PyMongoArrow may refuse in one part before the rest goes through Python only."""
 CARRY_VERSION: Final = 1
 
 
@@ -105,6 +142,17 @@ class ParquetPartEncoder:
             self._selection = list(zip(plan, (c.title for c in columns), strict=True))
         self._schema: pa.Schema | None = None if carry is None else schema_from_carry(carry)
         self._pending: list[Mapping[str, Any]] = []
+        self._paths: list[tuple[str, ...] | None] = []
+        if self._selection is not None and not self._strip:
+            self._paths = [
+                None if key == NEVER_A_KEY else (key,) if parts is None else parts
+                for (key, parts), _ in self._selection
+            ]
+        self._pinned: PinnedDecoder | None = None
+        self._arrow_pays = False
+        self._refused = 0
+        self.arrow_batches = 0
+        """Batches PyMongoArrow decoded (for tests and benchmarks)."""
         self._batches: list[pa.RecordBatch] = []
         self._batch_bytes = 0
         self._batch_rows = 0
@@ -128,7 +176,9 @@ class ParquetPartEncoder:
     def write(self, row: Mapping[str, Any]) -> None:
         if self._finished:
             raise RuntimeError("this part is already finished")
-        self._pending.append(strip_paths(row, self._strip) if self._strip else row)
+        if self._strip:
+            row = strip_paths(decoded(row) if type(row) is RawBSONDocument else row, self._strip)
+        self._pending.append(row)
         self._rows += 1
         if len(self._pending) >= CONVERT_ROWS:
             self._convert()
@@ -198,6 +248,29 @@ class ParquetPartEncoder:
         rows, self._pending = self._pending, []
         if not rows and self._schema is not None:
             return
+        arrays = None
+        if self._pinned is not None and self._arrow_pays and self._refused < MAX_REFUSED_BATCHES:
+            try:
+                arrays = self._arrays_by_arrow(rows, self._pinned)
+            except BatchRefused:
+                self._refused += 1
+                self._pinned = None  # pinned again from this batch's values
+        if arrays is None:
+            arrays = self._arrays_by_python(decoded_batch(rows))
+        else:
+            self.arrow_batches += 1
+        if not rows:
+            return
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
+        self._batches.append(batch)
+        self._batch_bytes += batch.nbytes
+        self._batch_rows += batch.num_rows
+        if self._batch_bytes >= ROW_GROUP_BYTES or self._batch_rows >= MAX_ROW_GROUP_ROWS:
+            self._write_row_group()
+
+    def _arrays_by_python(self, rows: list[Mapping[str, Any]]) -> list[pa.Array]:
+        """The batch's columns converted value by value (the reference); the first batch of
+        the export decides the schema, every part's first batch pins what Arrow may make."""
         values = self._values(rows)
         if self._schema is None:
             self._schema = pa.schema(
@@ -208,14 +281,43 @@ class ParquetPartEncoder:
             array, dropped = to_array(values[field.name], field.type)
             arrays.append(array)
             self._dropped += dropped
-        if not rows:
-            return
-        batch = pa.RecordBatch.from_arrays(arrays, schema=self._schema)
-        self._batches.append(batch)
-        self._batch_bytes += batch.nbytes
-        self._batch_rows += batch.num_rows
-        if self._batch_bytes >= ROW_GROUP_BYTES or self._batch_rows >= MAX_ROW_GROUP_ROWS:
-            self._write_row_group()
+        titles = [title for _, title in self._selection or ()]
+        if self._pinned is None and self._paths and rows and self._schema.names == titles:
+            kinds = [
+                kind
+                if (kind := kind_of(values[field.name])) and ARROW_MAKES.get(kind) == field.type
+                else None
+                for field in self._schema
+            ]
+            self._pinned = pinned = PinnedDecoder(self._paths, kinds)
+            # A column Python must convert needs the rows decoded in Python, which makes the
+            # others cheap too: PyMongoArrow's decoding would be extra work (scenario 5).
+            self._arrow_pays = pinned.arrow_columns > 0 and not pinned.python_columns
+        return arrays
+
+    def _arrays_by_arrow(
+        self, rows: list[Mapping[str, Any]], pinned: PinnedDecoder
+    ) -> list[pa.Array] | None:
+        """The batch's columns decoded by PyMongoArrow where pinned, by Python elsewhere; None
+        when the rows are not raw. Raises BatchRefused for a batch to take through Python."""
+        if not all(type(row) is RawBSONDocument for row in rows):
+            return None
+        assert self._schema is not None
+        assert self._selection is not None
+        data = raw_bytes(rows)
+        arrays: list[pa.Array | None] = [
+            None if kind is None or leaf is None else _from_arrow(leaf, kind)
+            for kind, leaf in zip(pinned.kinds, pinned.leaves(data), strict=True)
+        ]
+        missing = [i for i, array in enumerate(arrays) if array is None]
+        if missing:
+            python_rows = decoded_batch(rows, data)
+            read = column_values(python_rows, [self._selection[i][0] for i in missing])
+            for i, values in zip(missing, read, strict=True):
+                array, dropped = to_array(values, self._schema.field(i).type)
+                arrays[i] = array
+                self._dropped += dropped
+        return [array for array in arrays if array is not None]
 
     def _open_writer(self, first: pa.Table | None = None) -> pq.ParquetWriter:
         if self._writer is None:
@@ -246,6 +348,27 @@ class ParquetPartEncoder:
         self._batches, self._batch_bytes, self._batch_rows = [], 0, 0
         if table.num_rows:  # documents without any field: Arrow has no rows to hold them
             self._open_writer(table).write_table(table, row_group_size=table.num_rows)
+
+
+def _from_arrow(leaf: pa.Array, kind: str) -> pa.Array | None:
+    """PyMongoArrow's array of a pinned kind as the schema's type (`ARROW_MAKES`), or None when
+    Python must convert this column of the batch (a NaN, which PyMongoArrow reads as null).
+    Raises BatchRefused for values the reference would not write as they are."""
+    if kind == "str":
+        try:
+            leaf.validate(full=True)  # invalid UTF-8: Python decides
+        except pa.ArrowInvalid as exc:
+            raise BatchRefused from exc
+        return leaf
+    if kind == "oid":
+        return oid_hex(leaf.storage)
+    if kind == "float":
+        return None if leaf.null_count else leaf
+    if kind == "date":
+        if not timestamp_ms_fits(leaf):
+            raise BatchRefused  # beyond the years 1 to 9999: null and counted, by Python
+        return leaf.cast(TIMESTAMP)
+    return leaf  # int64, bool
 
 
 ZSTD_LEVEL: Final = 1
