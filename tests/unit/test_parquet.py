@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,7 +31,7 @@ SPEC = EncodingSpec(format="parquet")
 
 
 def encode_in_parts(
-    rows: list[dict[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     cuts: list[int],
     columns: list[Column] | None = None,
     spec: EncodingSpec = SPEC,
