@@ -87,6 +87,28 @@ def partition_prefix(settings: Settings, export: ExportInput) -> str:
     return f"{settings.partition_prefix}{tenant}/{key_segment(export.export_id)}/"
 
 
+def collection_size(collection: Any, max_time: int) -> int | None:
+    """The collection's document count from its metadata, or None where the server has
+    none to give (a view, say: then the keys are counted).
+
+    `$collStats` first: FerretDB answers `count` (`estimatedDocumentCount`) by reading
+    every document (4.2 s for 20,000 of the benchmark's, against 0.06 s for `$collStats`);
+    MongoDB answers both from metadata (one document per shard: summed). Servers without
+    the stage (mongo-java-server) or a user without the `collStats` privilege get
+    `estimatedDocumentCount`."""
+    try:
+        stats = list(collection.aggregate([{"$collStats": {"count": {}}}], maxTimeMS=max_time))
+        counts = [doc.get("count") for doc in stats]
+        if counts and all(isinstance(n, int) for n in counts):
+            return int(sum(counts))
+    except OperationFailure:
+        pass
+    try:
+        return int(collection.estimated_document_count(maxTimeMS=max_time))
+    except OperationFailure:
+        return None
+
+
 def partition_key(prefix: str, index: int) -> str:
     """The temporary object of partition `index` (`prefix` from `partition_prefix`)."""
     return f"{prefix}{index:05d}"
@@ -112,7 +134,7 @@ class PartitionActivities:
             with heartbeating(lambda: (scanned[0],)):
                 if export.request.parallelism == "auto":
                     if partitioning.keys_are_documents(plan):
-                        documents = self._documents(collection, max_time)
+                        documents = collection_size(collection, max_time)
                         if documents is not None and documents <= settings.export_partition_rows:
                             return PartitionPlan(
                                 bounds=[],
@@ -176,15 +198,6 @@ class PartitionActivities:
                 f"({plan.strategy}, parallelism {export.request.parallelism}), composed in order"
             ),
         )
-
-    @staticmethod
-    def _documents(collection: Any, max_time: int) -> int | None:
-        """The collection's document count from its metadata (None where the server refuses,
-        e.g. a view on some engines: then the keys are counted)."""
-        try:
-            return int(collection.estimated_document_count(maxTimeMS=max_time))
-        except OperationFailure:
-            return None
 
     @staticmethod
     def _count(collection: Any, plan: Any, max_time: int, limit: int | None) -> int:
