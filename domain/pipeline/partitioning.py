@@ -21,8 +21,9 @@ How many partitions (`partition_count`): `parallelism` as asked, or `auto`: one 
 number of keys. With the defaults: 1.5 M rows → 1 (serial), 5 M → 3, 10^8 → 8.
 
 Most exports are small, and `auto` is the default: when the keys are source documents
-(`keys_are_documents`) the collection's own document count (`estimatedDocumentCount`, read from
-the collection's metadata, no scan) bounds them, so a collection of at most one partition's
+(`keys_are_documents`) the collection's own document count (`$collStats`, else
+`estimatedDocumentCount`, read from the collection's metadata, no scan; FerretDB answers only
+the first from metadata) bounds them, so a collection of at most one partition's
 rows stays serial without counting anything. Counting scans the tenant's documents, which on
 FerretDB takes seconds for tens of thousands of large documents, and is one query that a
 dropped connection restarts from zero.

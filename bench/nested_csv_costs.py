@@ -1,0 +1,105 @@
+"""Where the CSV of scenario 5's nested report spends its CPU, and what bounds the Arrow engine
+there: the measurement behind README "Formats" on the 18-column report.
+
+The Python encoder's time on the report (BSON decoding included, as scenario 5 measures it) is
+split into what no engine can skip while writing the same bytes, and the rest:
+
+* decoding the three array columns' values (`violations`, `tags`, `rep`) and writing their
+  relaxed Extended JSON text: an exact engine must do both, since the cell text depends on the
+  documents' key order and on a key missing versus null, which PyMongoArrow discards;
+* the 15 scalar columns: what Arrow can take over. The Arrow engine's cost for them is measured
+  on the same rows with the arrays left out (the Arrow engine on a 15-column report).
+
+The bound: Python time ÷ (the arrays' unavoidable time + Arrow's time for the scalars). No
+machinery around PyMongoArrow gets past it on this report. CPU time of this process, best of
+`--reps` (the machine is shared).
+
+    .venv/bin/python -m bench.nested_csv_costs [--rows 20000] [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+from collections.abc import Callable
+from typing import Any
+
+import bson
+from bson.raw_bson import RawBSONDocument
+
+from bench.data import documents
+from bench.s5_formats import DECODE, RAW
+from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from domain.formats.relaxed_json import relaxed_json
+from domain.models import Column
+
+ARRAYS = ("violations", "tags", "rep")
+BATCH = 256
+"""Rows decoded at a time, at most what the encoders batch; each batch's rows are let go."""
+
+
+def best_cpu_seconds(fn: Callable[[], Any], reps: int) -> float:
+    best = float("inf")
+    for _ in range(reps):
+        gc.collect()
+        start = time.process_time()
+        fn()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def encode(raw: list[bytes], columns: list[Column], engine: str) -> bytes:
+    if engine == "arrow":
+        encoder = new_part_encoder(EncodingSpec(engine="arrow"), columns, first_part=True)
+        for data in raw:
+            encoder.write(RawBSONDocument(data, RAW))
+        return encoder.finish(last=True)
+    encoder = new_part_encoder(EncodingSpec(), columns, first_part=True)
+    for data in raw:
+        encoder.write(bson.decode(data, DECODE))
+    return encoder.finish(last=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    docs = list(documents(args.rows))
+    columns = freeze_columns(docs[:100])
+    raw = [bson.encode(doc) for doc in docs]
+    arrays_only = [bson.encode({k: doc[k] for k in ARRAYS if k in doc}) for doc in docs]
+    batches = [b"".join(arrays_only[i : i + BATCH]) for i in range(0, len(arrays_only), BATCH)]
+    scalar_columns = [c for c in columns if c.path not in ARRAYS]
+    scalars_raw = [bson.encode({k: v for k, v in doc.items() if k not in ARRAYS}) for doc in docs]
+    decoded_arrays = [row for data in batches for row in bson.decode_all(data, DECODE)]
+    del docs
+
+    python = best_cpu_seconds(lambda: encode(raw, columns, "python"), args.reps)
+    decode_arrays = best_cpu_seconds(
+        lambda: [len(bson.decode_all(data, DECODE)) for data in batches], args.reps
+    )
+    json_arrays = best_cpu_seconds(
+        lambda: [relaxed_json(row[k]) for row in decoded_arrays for k in ARRAYS if k in row],
+        args.reps,
+    )
+    arrow_scalars = best_cpu_seconds(
+        lambda: encode(scalars_raw, scalar_columns, "arrow"), args.reps
+    )
+    python_scalars = best_cpu_seconds(
+        lambda: encode(scalars_raw, scalar_columns, "python"), args.reps
+    )
+    floor = decode_arrays + json_arrays + arrow_scalars
+    print(f"{args.rows:,} rows, {len(columns)} columns, best of {args.reps} (CPU seconds)")
+    print(f"Python encoder, whole report (decoding included)      {python:.3f}")
+    print(f"  decoding the 3 array columns' values                 {decode_arrays:.3f}")
+    print(f"  their relaxed JSON text                              {json_arrays:.3f}")
+    print(f"Python encoder, the 15 scalar columns alone            {python_scalars:.3f}")
+    print(f"Arrow engine, the 15 scalar columns alone              {arrow_scalars:.3f}")
+    print(f"floor of an exact Arrow engine (arrays + Arrow scalars) {floor:.3f}")
+    print(f"best possible Arrow ÷ Python on this report            {python / floor:.2f}×")
+
+
+if __name__ == "__main__":
+    main()
