@@ -1,12 +1,13 @@
 """Parquet parts: one `.parquet` object per export, zstd, each S3 part whole row groups.
 
-How a part becomes bytes: its rows are converted to Arrow and written by pyarrow as a small Parquet file of their own; the part is that file without its
-footer (and, after the first part, without the leading `PAR1`). The footer's offsets count from
-that small file's start, so they are moved to where the part lies in the export's object (the
-`offset` the workflow passes: the bytes of the parts before) and kept as this part's *footer
-piece* (`footer_piece`, a thrift FileMetaData of its row groups, a few KB). The final part
-appends the export's footer: every earlier piece (stored by the activity, see
-`activities.parquet_footer`), its own, one FileMetaData.
+How a part becomes bytes: its rows are converted to Arrow and written by pyarrow as a small
+Parquet file of their own; the part is that file without its footer (and, after the first part,
+without the leading `PAR1`). The footer's offsets count from that small file's start, so they
+are moved to where the part lies in the export's object (the `offset` the workflow passes: the
+bytes of the parts before) and kept as this part's *footer piece* (`footer_piece`, a thrift
+FileMetaData of its row groups, a few KB). The final part appends the export's footer: every
+earlier piece (stored by the activity, see `activities.parquet_footer`), its own, one
+FileMetaData.
 
 The schema is decided once, from the first rows of the first part, and travels to the later
 parts in `carry` (`ExportState.format_state`), so every part of an export, retried or not,
@@ -18,9 +19,12 @@ worker reads them for Parquet) of an export with columns are decoded by PyMongoA
 (`domain.formats.arrow_batches`): each part's first batch goes through Python, which pins per
 column what PyMongoArrow may make, and later batches are decoded straight into Arrow, column by
 column: strings, ObjectIds (as hex text), int64, doubles, booleans and dates within the years 1
-to 9999 where the schema has those types. Other columns (documents, arrays, Decimal128, a NaN,
-mixed types), and a batch PyMongoArrow cannot be trusted with, go through Python. Whole-document
-exports (no columns) decode raw rows in Python: the fields no schema column holds are counted.
+to 9999 where the schema has those types. A batch PyMongoArrow cannot be trusted with goes
+through Python, and so does a double column holding a NaN (that column of that batch). A part
+with a column only Python converts (documents, arrays, Decimal128, binary, mixed types) goes
+through Python whole: its rows must be decoded in Python anyway, and PyMongoArrow's decoding
+would be extra work. Whole-document exports (no columns) decode raw rows in Python: the fields
+no schema column holds are counted.
 """
 
 from __future__ import annotations
