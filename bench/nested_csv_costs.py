@@ -26,13 +26,11 @@ from collections.abc import Callable
 from typing import Any
 
 import bson
-from bson.raw_bson import RawBSONDocument
 
 from bench.data import documents
-from bench.s5_formats import DECODE, RAW
-from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
+from bench.s5_formats import DECODE, encode_rows
+from domain.formats.encoding import freeze_columns
 from domain.formats.relaxed_json import relaxed_json
-from domain.models import Column
 
 ARRAYS = ("violations", "tags", "rep")
 BATCH = 256
@@ -47,18 +45,6 @@ def best_cpu_seconds(fn: Callable[[], Any], reps: int) -> float:
         fn()
         best = min(best, time.process_time() - start)
     return best
-
-
-def encode(raw: list[bytes], columns: list[Column], engine: str) -> bytes:
-    if engine == "arrow":
-        encoder = new_part_encoder(EncodingSpec(engine="arrow"), columns, first_part=True)
-        for data in raw:
-            encoder.write(RawBSONDocument(data, RAW))
-        return encoder.finish(last=True)
-    encoder = new_part_encoder(EncodingSpec(), columns, first_part=True)
-    for data in raw:
-        encoder.write(bson.decode(data, DECODE))
-    return encoder.finish(last=True)
 
 
 def main() -> None:
@@ -76,7 +62,7 @@ def main() -> None:
     decoded_arrays = [row for data in batches for row in bson.decode_all(data, DECODE)]
     del docs
 
-    python = best_cpu_seconds(lambda: encode(raw, columns, "python"), args.reps)
+    python = best_cpu_seconds(lambda: encode_rows(raw, columns, "csv"), args.reps)
     decode_arrays = best_cpu_seconds(
         lambda: [len(bson.decode_all(data, DECODE)) for data in batches], args.reps
     )
@@ -85,10 +71,10 @@ def main() -> None:
         args.reps,
     )
     arrow_scalars = best_cpu_seconds(
-        lambda: encode(scalars_raw, scalar_columns, "arrow"), args.reps
+        lambda: encode_rows(scalars_raw, scalar_columns, "arrow"), args.reps
     )
     python_scalars = best_cpu_seconds(
-        lambda: encode(scalars_raw, scalar_columns, "python"), args.reps
+        lambda: encode_rows(scalars_raw, scalar_columns, "csv"), args.reps
     )
     floor = decode_arrays + json_arrays + arrow_scalars
     print(f"{args.rows:,} rows, {len(columns)} columns, best of {args.reps} (CPU seconds)")

@@ -52,7 +52,7 @@ def _projected(doc: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _encode(raw: Sequence[bytes], columns: list[Column], engine: str) -> bytes:
+def encode_rows(raw: Sequence[bytes], columns: list[Column], engine: str) -> bytes:
     """`engine`: a format decoding rows in Python, `arrow` (CSV) or `parquet` (raw rows)."""
     if engine in ("arrow", "parquet"):  # rows as the raw reader hands them over
         spec = EncodingSpec(engine="arrow") if engine == "arrow" else EncodingSpec(format="parquet")
@@ -96,17 +96,19 @@ def run_formats(docs: list[dict[str, Any]], reps: int) -> dict[str, Any]:
     for report, (raw, columns) in reports.items():
         results: dict[str, Any] = {name: {"rates": [], "bytes": 0} for name in engines}
         for fmt in engines.values():  # warm-up
-            _encode(raw[:1000], columns, fmt)
+            encode_rows(raw[:1000], columns, fmt)
         for rep in range(reps):
             order = list(engines.items())
             order = order[rep % len(order) :] + order[: rep % len(order)]
             for name, fmt in order:
-                rate, size = _cpu_rate(partial(_encode, raw, columns, fmt), len(raw))
+                rate, size = _cpu_rate(partial(encode_rows, raw, columns, fmt), len(raw))
                 results[name]["rates"].append(rate)
                 results[name]["bytes"] = size
-        results["identical"] = _encode(raw, columns, "arrow") == _encode(raw, columns, "csv")
-        parquet = _encode(raw, columns, "parquet")
-        results["parquet identical"] = parquet == _encode(raw, columns, "parquet-python")
+        results["identical"] = encode_rows(raw, columns, "arrow") == encode_rows(
+            raw, columns, "csv"
+        )
+        parquet = encode_rows(raw, columns, "parquet")
+        results["parquet identical"] = parquet == encode_rows(raw, columns, "parquet-python")
         measured[report] = results
     return measured
 
