@@ -37,6 +37,8 @@ import pyarrow.compute as pc
 from bson.codec_options import CodecOptions
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
+from domain.formats.column_access import NEVER_A_KEY
+
 with warnings.catch_warnings():
     # PyMongoArrow 1.15's Cython module reports pyarrow 25's larger array structs at import;
     # it uses none of the changed fields (its own tests pass on this pair, as ours do).
@@ -84,6 +86,14 @@ _OPTIONS: Final = "_RawBSONDocument__codec_options"
 
 class BatchRefused(Exception):
     """This batch cannot be trusted to PyMongoArrow: decode it in Python."""
+
+
+def column_paths(plan: Sequence[tuple[str, tuple[str, ...] | None]]) -> list[Path | None]:
+    """Per column of an encoder's plan (`domain.formats.column_access.plan_columns`), the path
+    PyMongoArrow reads; None for a column that reads nothing (at or under a hidden field)."""
+    return [
+        None if key == NEVER_A_KEY else (key,) if parts is None else parts for key, parts in plan
+    ]
 
 
 def kind_of(values: Sequence[Any]) -> str | None:

@@ -38,6 +38,7 @@ from bson.raw_bson import RawBSONDocument
 from domain.formats.arrow_batches import (
     BatchRefused,
     PinnedDecoder,
+    column_paths,
     decoded_batch,
     kind_of,
     raw_bytes,
@@ -51,7 +52,6 @@ from domain.formats.arrow_text import (
     oid_hex,
 )
 from domain.formats.cell_format import format_cell, format_float
-from domain.formats.column_access import NEVER_A_KEY
 from domain.formats.csv_encoder import CsvPartEncoder, Row
 from domain.formats.flatten import MISSING, value_at_parts
 from domain.models import Column
@@ -81,10 +81,7 @@ class ArrowCsvPartEncoder(CsvPartEncoder):
         self.python_batches = 0
         self.python_columns = 0
         """Columns of the Arrow batches that Python formatted (documents, arrays, mixed)."""
-        self._column_paths = [
-            None if key == NEVER_A_KEY else (key,) if parts is None else parts
-            for key, parts in self._plan
-        ]
+        self._column_paths = column_paths(self._plan)
 
     def _write_rows(self, batch: list[Row]) -> None:
         if (

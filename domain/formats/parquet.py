@@ -43,6 +43,7 @@ from bson.raw_bson import RawBSONDocument
 from domain.formats.arrow_batches import (
     BatchRefused,
     PinnedDecoder,
+    column_paths,
     decoded,
     decoded_batch,
     kind_of,
@@ -51,7 +52,6 @@ from domain.formats.arrow_batches import (
 from domain.formats.arrow_text import oid_hex
 from domain.formats.arrow_values import TIMESTAMP, choose_type, timestamp_ms_fits, to_array
 from domain.formats.column_access import (
-    NEVER_A_KEY,
     ColumnAccess,
     paths_to_strip,
     plan_columns,
@@ -148,10 +148,7 @@ class ParquetPartEncoder:
         self._pending: list[Mapping[str, Any]] = []
         self._paths: list[tuple[str, ...] | None] = []
         if self._selection is not None and not self._strip:
-            self._paths = [
-                None if key == NEVER_A_KEY else (key,) if parts is None else parts
-                for (key, parts), _ in self._selection
-            ]
+            self._paths = column_paths([access for access, _ in self._selection])
         self._pinned: PinnedDecoder | None = None
         self._arrow_pays = False
         self._refused = 0
