@@ -22,7 +22,8 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import bson
@@ -47,12 +48,44 @@ def best_cpu_seconds(fn: Callable[[], Any], reps: int) -> float:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=20_000)
-    parser.add_argument("--reps", type=int, default=5)
-    args = parser.parse_args()
-    docs = list(documents(args.rows))
+@dataclass(frozen=True)
+class NestedCsvCosts:
+    """CPU seconds, best of the repetitions, on the same rows."""
+
+    rows: int
+    columns: int
+    python: float
+    """The Python encoder on the whole report (decoding included)."""
+    decode_arrays: float
+    json_arrays: float
+    python_scalars: float
+    arrow_scalars: float
+
+    @property
+    def floor(self) -> float:
+        """The least time an exact Arrow engine can take: the arrays' unavoidable work plus
+        Arrow's time for the scalar columns."""
+        return self.decode_arrays + self.json_arrays + self.arrow_scalars
+
+    @property
+    def bound(self) -> float:
+        """The best Arrow ÷ Python speed-up an exact engine can reach on this report."""
+        return self.python / self.floor
+
+    def lines(self) -> list[tuple[str, str]]:
+        return [
+            ("Python encoder, whole report (decoding included)", f"{self.python:.3f} s"),
+            ("  decoding the 3 array columns' values", f"{self.decode_arrays:.3f} s"),
+            ("  their relaxed JSON text", f"{self.json_arrays:.3f} s"),
+            ("Python encoder, the 15 scalar columns alone", f"{self.python_scalars:.3f} s"),
+            ("Arrow engine, the 15 scalar columns alone", f"{self.arrow_scalars:.3f} s"),
+            ("floor of an exact Arrow engine (arrays + Arrow scalars)", f"{self.floor:.3f} s"),
+            ("best possible Arrow ÷ Python on this report", f"{self.bound:.2f}×"),
+        ]
+
+
+def measure(docs: Sequence[Mapping[str, Any]], reps: int) -> NestedCsvCosts:
+    """The costs on `docs` (the benchmark's inspections, `bench.data.documents`)."""
     columns = freeze_columns(docs[:100])
     raw = [bson.encode(doc) for doc in docs]
     arrays_only = [bson.encode({k: doc[k] for k in ARRAYS if k in doc}) for doc in docs]
@@ -60,31 +93,35 @@ def main() -> None:
     scalar_columns = [c for c in columns if c.path not in ARRAYS]
     scalars_raw = [bson.encode({k: v for k, v in doc.items() if k not in ARRAYS}) for doc in docs]
     decoded_arrays = [row for data in batches for row in bson.decode_all(data, DECODE)]
-    del docs
+    return NestedCsvCosts(
+        rows=len(docs),
+        columns=len(columns),
+        python=best_cpu_seconds(lambda: encode_rows(raw, columns, "csv"), reps),
+        decode_arrays=best_cpu_seconds(
+            lambda: [len(bson.decode_all(data, DECODE)) for data in batches], reps
+        ),
+        json_arrays=best_cpu_seconds(
+            lambda: [relaxed_json(row[k]) for row in decoded_arrays for k in ARRAYS if k in row],
+            reps,
+        ),
+        python_scalars=best_cpu_seconds(
+            lambda: encode_rows(scalars_raw, scalar_columns, "csv"), reps
+        ),
+        arrow_scalars=best_cpu_seconds(
+            lambda: encode_rows(scalars_raw, scalar_columns, "arrow"), reps
+        ),
+    )
 
-    python = best_cpu_seconds(lambda: encode_rows(raw, columns, "csv"), args.reps)
-    decode_arrays = best_cpu_seconds(
-        lambda: [len(bson.decode_all(data, DECODE)) for data in batches], args.reps
-    )
-    json_arrays = best_cpu_seconds(
-        lambda: [relaxed_json(row[k]) for row in decoded_arrays for k in ARRAYS if k in row],
-        args.reps,
-    )
-    arrow_scalars = best_cpu_seconds(
-        lambda: encode_rows(scalars_raw, scalar_columns, "arrow"), args.reps
-    )
-    python_scalars = best_cpu_seconds(
-        lambda: encode_rows(scalars_raw, scalar_columns, "csv"), args.reps
-    )
-    floor = decode_arrays + json_arrays + arrow_scalars
-    print(f"{args.rows:,} rows, {len(columns)} columns, best of {args.reps} (CPU seconds)")
-    print(f"Python encoder, whole report (decoding included)      {python:.3f}")
-    print(f"  decoding the 3 array columns' values                 {decode_arrays:.3f}")
-    print(f"  their relaxed JSON text                              {json_arrays:.3f}")
-    print(f"Python encoder, the 15 scalar columns alone            {python_scalars:.3f}")
-    print(f"Arrow engine, the 15 scalar columns alone              {arrow_scalars:.3f}")
-    print(f"floor of an exact Arrow engine (arrays + Arrow scalars) {floor:.3f}")
-    print(f"best possible Arrow ÷ Python on this report            {python / floor:.2f}×")
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--reps", type=int, default=5)
+    args = parser.parse_args()
+    costs = measure(list(documents(args.rows)), args.reps)
+    print(f"{costs.rows:,} rows, {costs.columns} columns, best of {args.reps} (CPU seconds)")
+    for what, value in costs.lines():
+        print(f"{what:<56} {value:>6}")
 
 
 if __name__ == "__main__":
