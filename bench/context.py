@@ -99,10 +99,9 @@ class BenchContext:
             label = "mjs" if engine == "mongo-java-server" else "ferret"
             if layout != "split":
                 label += f"-{layout}"
-            env = {}
+            env = {"CSV_ENGINE": csv_engine}  # explicit: the product's default is `arrow`
             if csv_engine != "python":
                 label += f"-{csv_engine}"
-                env["CSV_ENGINE"] = csv_engine
             self.stacks[key] = ProductStack(engine, label, layout, extra_env=env).start()
         return self.stacks[key]
 
