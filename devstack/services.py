@@ -428,10 +428,26 @@ def env_values() -> dict[str, str]:
     }
 
 
+def stack_ports() -> dict[str, int]:
+    """The `DEVSTACK_*_PORT` settings this process runs the stack with."""
+    return {
+        "DEVSTACK_TEMPORAL_PORT": TEMPORAL_PORT,
+        "DEVSTACK_TEMPORAL_UI_PORT": TEMPORAL_UI_PORT,
+        "DEVSTACK_FERRETDB_PORT": FERRETDB_PORT,
+        "DEVSTACK_MONGO_JAVA_SERVER_PORT": MONGO_JAVA_SERVER_PORT,
+        "DEVSTACK_S3_PORT": S3_PORT,
+        "DEVSTACK_API_PORT": API_PORT,
+        "DEVSTACK_DEMO_WEBHOOK_PORT": DEMO_WEBHOOK_PORT,
+    }
+
+
 def write_env_file() -> Path:
     path = state_dir() / "env"
     lines = ["# Written by `make services`: source it to reach the local stack.\n"]
     lines += [f"export {key}={value}\n" for key, value in env_values().items()]
+    # The ports the stack runs on, so that anything sourcing this file (the tests that restart
+    # a server, `make up`) uses them too, not the defaults.
+    lines += [f"export {key}={value}\n" for key, value in stack_ports().items()]
     path.write_text("".join(lines))
     path.chmod(0o600)
     return path
