@@ -1,14 +1,13 @@
-"""Scenario 5, formats side by side: the Python CSV encoder, the Arrow CSV engine and Parquet on
-the same rows, in rows
-per CPU-second of this process, BSON decoding included (the rows start as the BSON bytes the
+"""Scenario 5, formats side by side: the Python and Arrow engines of CSV and JSON Lines, and
+Parquet, on the same rows, in rows per CPU-second of this process, BSON decoding included (the rows start as the BSON bytes the
 wire delivers and are decoded as the worker's PyMongo client decodes them).
 
 Two reports: the inspections' frozen columns (nested documents, arrays of documents) and the
 demo's 7-column report (`bench.product.REPORT_COLUMNS`, as its `$project` returns it).
-The Arrow CSV engine and Parquet get the rows as the raw reader hands them over
-(`RawBSONDocument`) and decode them with PyMongoArrow; the run also checks that the Arrow CSV
-bytes equal the Python encoder's, and Parquet's equal those of Parquet from rows decoded in
-Python (the reference, reported beside it).
+The Arrow engines and Parquet get the rows as the raw reader hands them over
+(`RawBSONDocument`) and decode them with PyMongoArrow; the run also checks that each Arrow
+engine's bytes equal its Python encoder's, and Parquet's equal those of Parquet from rows decoded
+in Python (the reference, reported beside it). JSON Lines is written with the report's columns.
 """
 
 from __future__ import annotations
@@ -35,6 +34,11 @@ DECODE: CodecOptions[Mapping[str, Any]] = CodecOptions(tz_aware=True)
 RAW: CodecOptions[RawBSONDocument] = CodecOptions(document_class=RawBSONDocument, tz_aware=True)
 PARQUET_RATE_TARGET = 60_000
 PARQUET_SIZE_TARGET = 15.0
+RAW_ENGINES: dict[str, EncodingSpec] = {
+    "arrow": EncodingSpec(engine="arrow"),
+    "arrow-jsonl": EncodingSpec(format="jsonl", engine="arrow"),
+    "parquet": EncodingSpec(format="parquet"),
+}
 
 
 def _projected(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,9 +57,10 @@ def _projected(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def encode_rows(raw: Sequence[bytes], columns: list[Column], engine: str) -> bytes:
-    """`engine`: a format decoding rows in Python, `arrow` (CSV) or `parquet` (raw rows)."""
-    if engine in ("arrow", "parquet"):  # rows as the raw reader hands them over
-        spec = EncodingSpec(engine="arrow") if engine == "arrow" else EncodingSpec(format="parquet")
+    """`engine`: a format decoding rows in Python, `arrow`, `arrow-jsonl` or `parquet` (raw
+    rows)."""
+    if engine in RAW_ENGINES:  # rows as the raw reader hands them over
+        spec = RAW_ENGINES[engine]
         encoder = new_part_encoder(spec, columns, first_part=True)
         for data in raw:
             encoder.write(RawBSONDocument(data, RAW))
@@ -89,6 +94,8 @@ def run_formats(docs: list[dict[str, Any]], reps: int) -> dict[str, Any]:
     engines = {
         "Python CSV encoder": "csv",
         "Arrow CSV engine": "arrow",
+        "Python JSON Lines encoder": "jsonl",
+        "Arrow JSON Lines engine": "arrow-jsonl",
         "Parquet (zstd)": "parquet",
         "Parquet (zstd), rows decoded in Python": "parquet-python",
     }
@@ -107,6 +114,9 @@ def run_formats(docs: list[dict[str, Any]], reps: int) -> dict[str, Any]:
         results["identical"] = encode_rows(raw, columns, "arrow") == encode_rows(
             raw, columns, "csv"
         )
+        results["jsonl identical"] = encode_rows(raw, columns, "arrow-jsonl") == encode_rows(
+            raw, columns, "jsonl"
+        )
         parquet = encode_rows(raw, columns, "parquet")
         results["parquet identical"] = parquet == encode_rows(raw, columns, "parquet-python")
         measured[report] = results
@@ -123,7 +133,7 @@ def figures_and_outcomes(
     for report, results in measured.items():
         csv_bytes = results["Python CSV encoder"]["bytes"]
         for name, result in results.items():
-            if name in ("identical", "parquet identical"):
+            if name in ("identical", "jsonl identical", "parquet identical"):
                 continue
             rates = result["rates"]
             figures.append(
@@ -140,6 +150,17 @@ def figures_and_outcomes(
             (
                 f"{report}, Arrow CSV ÷ Python CSV",
                 f"{median(speedup):.2f}×; same bytes: {'yes' if results['identical'] else 'NO'}",
+            )
+        )
+        jsonl_speedup = ratios(
+            results["Arrow JSON Lines engine"]["rates"],
+            results["Python JSON Lines encoder"]["rates"],
+        )
+        figures.append(
+            (
+                f"{report}, Arrow JSON Lines ÷ Python JSON Lines",
+                f"{median(jsonl_speedup):.2f}×; same bytes: "
+                f"{'yes' if results['jsonl identical'] else 'NO'}",
             )
         )
         outcomes.append(

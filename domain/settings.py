@@ -48,9 +48,9 @@ class Settings(BaseSettings):
     mongodb_max_time_ms: Annotated[int, Field(gt=0)] = 120_000
     mongodb_batch_size: Annotated[int, Field(gt=0, le=100_000)] = 1000
     csv_engine: Literal["python", "arrow"] = "arrow"
-    """How CSV parts are encoded: `arrow` (PyMongoArrow decoding and Arrow compute, falling back
-    to Python where it cannot be exact) or `python` (the reference); the same bytes either way
-    (README, "Formats")."""
+    """How CSV and JSON Lines parts are encoded: `arrow` (PyMongoArrow decoding and Arrow
+    compute, falling back to Python where it cannot be exact) or `python` (the reference); the
+    same bytes either way (README, "Formats")."""
 
     # S3 (the destination)
     s3_endpoint_url: str | None = "http://127.0.0.1:7070"

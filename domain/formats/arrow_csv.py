@@ -29,104 +29,44 @@ made per cell. What Arrow cannot make exactly falls back, per column where it ca
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from bson.raw_bson import RawBSONDocument
 
 from domain.formats.arrow_batches import (
     BatchRefused,
     PinnedDecoder,
-    column_paths,
     decoded_batch,
-    kind_of,
     raw_bytes,
 )
+from domain.formats.arrow_engine import ArrowTextEngine, value_of
 from domain.formats.arrow_text import (
     DatesOutOfRange,
-    NeedsCsvModule,
     csv_cells,
     csv_text,
     iso_dates,
     oid_hex,
 )
 from domain.formats.cell_format import format_cell, format_float
-from domain.formats.csv_encoder import CsvPartEncoder, Row
-from domain.formats.flatten import MISSING, value_at_parts
+from domain.formats.csv_encoder import CsvPartEncoder
+from domain.formats.flatten import MISSING
+from domain.formats.row_batches import Row
 from domain.models import Column
 
 if TYPE_CHECKING:
     from domain.formats.encoding import EncodingSpec
 
-PYTHON_SHARE: Final = 8
-"""Arrow makes a part's cells when it makes at least this many times as many columns as Python
-must (scenario 5: 15 Arrow columns beside 3 Python ones cost more than Python alone, since the
-rows must be decoded in Python in full for those 3)."""
-MAX_FAILED_BATCHES: Final = 4
-"""Batches Arrow may fail in one part before the rest of the part goes through Python only."""
 
-
-class ArrowCsvPartEncoder(CsvPartEncoder):
-    """`CsvPartEncoder` whose batches of raw rows are decoded, formatted and written by Arrow."""
+class ArrowCsvPartEncoder(ArrowTextEngine, CsvPartEncoder):
+    """`CsvPartEncoder` whose batches of raw rows are decoded, formatted and written by Arrow
+    (when and how it falls back to Python: `domain.formats.arrow_engine`)."""
 
     def __init__(self, spec: EncodingSpec, columns: Sequence[Column], *, first_part: bool) -> None:
         super().__init__(spec, columns, first_part=first_part)
-        self._pinned: PinnedDecoder | None = None
-        """The kinds of the part's columns and their decoder (after the first batch)."""
-        self._arrow_pays = False
-        self._failed = 0
-        self.arrow_batches = 0
-        """Batches whose text Arrow made (for tests and benchmarks)."""
-        self.python_batches = 0
-        self.python_columns = 0
-        """Columns of the Arrow batches that Python formatted (documents, arrays, mixed)."""
-        self._column_paths = column_paths(self._plan)
+        self._start_engine(self._plan)
 
-    def _write_rows(self, batch: list[Row]) -> None:
-        if (
-            self._pinned is None
-            or not self._arrow_pays
-            or self._failed >= MAX_FAILED_BATCHES
-            or not self._plan
-            or not all(type(row) is RawBSONDocument for row in batch)
-        ):
-            super()._write_rows(batch)  # Python cells (`_cells`), pinning the kinds if first
-            return
-        try:
-            text = self._arrow(batch, self._pinned)
-        except (BatchRefused, NeedsCsvModule):
-            self._failed += 1
-            self._pinned = None  # the kinds of this batch, for the next ones
-            super()._write_rows(batch)
-            return
-        self._out.text.write(text)
-        self.arrow_batches += 1
-
-    # -- the Python path (the reference), which also pins the kinds --------------------------
-
-    def _cells(self, batch: list[Row]) -> list[list[Any]]:
-        self.python_batches += 1
-        batch = decoded_batch(batch)
-        if self._pinned is None:
-            self._pin(batch)
-        return super()._cells(batch)
-
-    def _pin(self, batch: list[Row]) -> None:
-        """The kinds of the part's later batches, from this batch's values."""
-        kinds = [
-            None if self._strip else kind_of(_values(batch, key, parts))
-            for key, parts in self._plan
-        ]
-        self._pinned = pinned = PinnedDecoder(self._column_paths, kinds)
-        # Columns Arrow cannot make (documents, arrays, mixed types) need the batch decoded in
-        # Python too; Arrow still pays when it makes PYTHON_SHARE times as many columns.
-        arrow = pinned.arrow_columns
-        self._arrow_pays = arrow > 0 and arrow >= PYTHON_SHARE * pinned.python_columns
-
-    # -- the Arrow path ------------------------------------------------------------------------
-
-    def _arrow(self, batch: list[Row], pinned: PinnedDecoder) -> str:
+    def _arrow_text(self, batch: list[Row], pinned: PinnedDecoder) -> str:
         data = raw_bytes(batch)
         leaves = pinned.leaves(data)
         rows: list[Row] | None = None
@@ -156,7 +96,9 @@ class ArrowCsvPartEncoder(CsvPartEncoder):
         texts = cells.to_pylist()
         return pa.array(
             [
-                format_cell(_value(row, key, parts), self._guard) if cell is None else cell
+                format_cell(_or_none(value_of(row, key, parts)), self._guard)
+                if cell is None
+                else cell
                 for cell, row in zip(texts, batch, strict=True)
             ],
             pa.string(),
@@ -204,15 +146,5 @@ def _as_text(cells: list[Any]) -> pa.Array:
     raise BatchRefused
 
 
-def _value(row: Row, key: str, parts: tuple[str, ...] | None) -> Any:
-    if parts is None:
-        return row.get(key)
-    value = value_at_parts(row, parts)
+def _or_none(value: Any) -> Any:
     return None if value is MISSING else value
-
-
-def _values(batch: list[Row], key: str, parts: tuple[str, ...] | None) -> list[Any]:
-    if parts is None:
-        return [row.get(key) for row in batch]
-    values = [value_at_parts(row, parts) for row in batch]
-    return [None if value is MISSING else value for value in values]

@@ -45,18 +45,18 @@ _QUOTE_BYTES: Final = frozenset(b',"\r\n')
 _OTHER_BYTES: Final = bytes(b for b in range(256) if b not in _TRIGGER_BYTES | _QUOTE_BYTES)
 
 
-def _special_bytes(cells: pa.Array) -> frozenset[int]:
-    """The bytes of `_TRIGGER_BYTES` and `_QUOTE_BYTES` found in the column's string data (its
-    whole buffer: a slice's neighbours can only cause a false alarm, which costs speed)."""
+def found_bytes(cells: pa.Array, others: bytes) -> frozenset[int]:
+    """The bytes found in the column's string data but those in `others` (its whole buffer: a
+    slice's neighbours can only cause a false alarm, which costs speed)."""
     data = cells.buffers()[2]
     if data is None:
         return frozenset()
-    return frozenset(data.to_pybytes().translate(None, _OTHER_BYTES))
+    return frozenset(data.to_pybytes().translate(None, others))
 
 
 def csv_cells(cells: pa.Array, guard: bool) -> pa.Array:
     """String cells as the csv module writes them, formula-guarded when `guard`."""
-    found = _special_bytes(cells)
+    found = found_bytes(cells, _OTHER_BYTES)
     if not found:
         return cells
     if 0 in found:
@@ -197,7 +197,11 @@ def csv_text(columns: Sequence[pa.Array]) -> str:
     if len(filled) == 1:
         filled = [pc.if_else(pc.equal(filled[0], ""), '""', filled[0])]
     rows = pc.binary_join_element_wise(*filled, ",") if len(filled) > 1 else filled[0]
-    lines = pc.binary_join_element_wise(rows, "", "\r\n")
+    return text_of(pc.binary_join_element_wise(rows, "", "\r\n"))
+
+
+def text_of(lines: pa.Array) -> str:
+    """A string array's values joined, as one str (its data buffer, decoded once)."""
     if len(lines) == 0:
         return ""
     _, offsets, data = lines.buffers()

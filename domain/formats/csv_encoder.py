@@ -6,15 +6,14 @@ first part only. Cells follow `domain.formats.cell_format`; newlines inside stri
 Speed: rows are encoded in small batches, column by column, so the common cases are decided by
 C code for a whole column at once: a column of str/None is checked for formula triggers with one
 regex search, a column of int/None needs nothing (the csv module writes both itself), and only
-other columns go through `format_cell` value by value. The batch is sized from the rows seen so
-far to about BATCH_CHARS of text (at most MAX_BATCH_ROWS rows), which bounds how far `size` lags.
+other columns go through `format_cell` value by value (batching: `domain.formats.row_batches`).
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
@@ -22,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Final
 from bson import DatetimeMS
 
 from domain.formats.cell_format import format_cell, guard_formula
-from domain.formats.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
+from domain.formats.column_access import ColumnAccess, plan_columns
 from domain.formats.flatten import MISSING, value_at_parts
-from domain.formats.part_buffer import PartBuffer
+from domain.formats.row_batches import BatchedTextEncoder, Row
 from domain.formats.timezones import zone_of, zoned_iso
 from domain.models import Column
 
@@ -32,9 +31,6 @@ if TYPE_CHECKING:
     from domain.formats.encoding import EncodingSpec
 
 UTF8_BOM: Final = "\ufeff"
-FIRST_BATCH_ROWS: Final = 16
-MAX_BATCH_ROWS: Final = 256
-BATCH_CHARS: Final = 64 * 1024
 
 _TEXT_KINDS: Final[frozenset[type]] = frozenset({str, type(None)})
 _INT_KINDS: Final[frozenset[type]] = frozenset({int, type(None)})
@@ -42,8 +38,6 @@ _DATE_KINDS: Final[frozenset[type]] = frozenset({datetime, DatetimeMS})
 # Values are joined with NUL; a trigger right after a NUL starts a value. A NUL inside a value
 # (or a value starting with NUL, which is itself a trigger) can only cause a false alarm, which the value-by-value guard then sorts out.
 _TRIGGER_AFTER_NUL: Final = re.compile("\x00[-=+@\t\r\x00＝＋－＠]")
-
-Row = Mapping[str, Any]
 
 
 def _any_formula_trigger(texts: list[Any]) -> bool:
@@ -55,14 +49,13 @@ def _mapping_get(row: Row, key: str) -> Any:
     return row.get(key)
 
 
-class CsvPartEncoder:
+class CsvPartEncoder(BatchedTextEncoder):
     """Encodes the rows of one CSV part (see `domain.formats.encoding.PartEncoder`)."""
 
     def __init__(self, spec: EncodingSpec, columns: Sequence[Column], *, first_part: bool) -> None:
-        self._out = PartBuffer(spec.compression, spec.gzip_level)
+        super().__init__(spec, columns)
         self._guard = spec.formula_guard
         self._plan: list[ColumnAccess] = plan_columns(columns, spec.hidden_fields)
-        self._strip = paths_to_strip(columns, spec.hidden_fields)
         self._writer = csv.writer(
             self._out.text,
             delimiter=spec.delimiter,
@@ -70,9 +63,6 @@ class CsvPartEncoder:
             quoting=csv.QUOTE_MINIMAL,
         )
         self._zone = None if spec.timezone is None else zone_of(spec.timezone)
-        self._batch: list[Row] = []
-        self._batch_limit = FIRST_BATCH_ROWS
-        self._encoded_rows = 0
         if first_part:
             if spec.bom:
                 self._out.write(UTF8_BOM)
@@ -80,56 +70,14 @@ class CsvPartEncoder:
                 titles = [column.title for column in columns]
                 self._writer.writerow([guard_formula(t) for t in titles] if self._guard else titles)
 
-    @property
-    def size(self) -> int:
-        return self._out.size
-
-    @property
-    def rows(self) -> int:
-        return self._encoded_rows + len(self._batch)
-
-    def write(self, row: Row) -> None:
-        if self._out.finished:
-            raise RuntimeError("this part is already finished")
-        self._batch.append(row)
-        if len(self._batch) >= self._batch_limit:
-            self._encode_batch()
-
-    @property
-    def carry(self) -> str | None:
-        return None
-
-    @property
-    def warnings(self) -> Mapping[str, int]:
-        return {}
-
-    def finish(self, *, last: bool = False) -> bytes:
-        self._encode_batch()
-        return self._out.finish()
-
-    def _encode_batch(self) -> None:
-        batch = self._batch
-        if not batch:
-            return
-        self._batch = []
-        if self._strip:
-            batch = [strip_paths(row, self._strip) for row in batch]
-        text = self._out.text
-        start = text.tell()
-        self._write_rows(batch)
-        self._encoded_rows += len(batch)
-        chars_per_row = max(1, (text.tell() - start) // len(batch))
-        self._batch_limit = max(1, min(MAX_BATCH_ROWS, BATCH_CHARS // chars_per_row))
-        self._out.flush_if_full()
-
     def _write_rows(self, batch: list[Row]) -> None:
-        """Write the batch's rows to the text buffer (the Arrow engine overrides this)."""
+        """Write the batch's rows to the text buffer (the Arrow engine replaces this)."""
         cells = self._cells(batch)
         if cells:
             self._writer.writerows(zip(*cells, strict=True))
 
     def _cells(self, batch: list[Row]) -> list[list[Any]]:
-        """The cells of the batch, column by column (the Arrow engine overrides this)."""
+        """The cells of the batch, column by column."""
         get = dict.get if all(issubclass(t, dict) for t in set(map(type, batch))) else _mapping_get
         return [self._column(batch, key, parts, get) for key, parts in self._plan]
 

@@ -55,8 +55,9 @@ class EncodingSpec:
     never appear in the output (see `domain.formats.column_access`)."""
     gzip_level: int = DEFAULT_GZIP_LEVEL
     engine: Engine = "python"
-    """`arrow`: CSV cells of raw BSON rows made by PyMongoArrow and Arrow compute, the same bytes
-    (`domain.formats.arrow_csv`); `python`: the reference encoder."""
+    """`arrow`: CSV cells and JSON Lines values of raw BSON rows made by PyMongoArrow and Arrow
+    compute, the same bytes (`domain.formats.arrow_csv`, `domain.formats.arrow_jsonl`);
+    `python`: the reference encoders."""
     delimiter: str = ","
     """The CSV cell separator (`,` `;` or tab)."""
     timezone: str | None = None
@@ -81,13 +82,15 @@ class EncodingSpec:
     @property
     def reads_raw_rows(self) -> bool:
         """Whether the encoder wants rows as `RawBSONDocument`: Parquet always (PyMongoArrow
-        decodes them, `domain.formats.parquet`), and the Arrow CSV engine for CSV with the
-        options it knows (any other option, a delimiter or a time zone say, leaves the part to
-        the Python encoder)."""
+        decodes them, `domain.formats.parquet`), and the Arrow engine for CSV and JSON Lines
+        with the options it knows (any other option, a delimiter or a time zone say, leaves the
+        part to the Python encoder)."""
         if self.format == "parquet":
             return True
+        if self.format not in ("csv", "jsonl"):
+            return False
         known = EncodingSpec(
-            format="csv",
+            format=self.format,
             compression=self.compression,
             bom=self.bom,
             formula_guard=self.formula_guard,
@@ -162,6 +165,10 @@ def new_part_encoder(
             return ArrowCsvPartEncoder(spec, columns, first_part=first_part)
         return CsvPartEncoder(spec, columns, first_part=first_part)
     if spec.format == "jsonl":
+        if spec.reads_raw_rows:
+            from domain.formats.arrow_jsonl import ArrowJsonlPartEncoder  # PyMongoArrow when asked
+
+            return ArrowJsonlPartEncoder(spec, columns)
         return JsonlPartEncoder(spec, columns)
     if spec.format == "parquet":
         from domain.formats.parquet import ParquetPartEncoder  # pyarrow loads only when asked

@@ -3,7 +3,8 @@
 Never a BOM and no formula guard: JSON is not opened as a spreadsheet. Without columns a line is
 the whole document minus the hidden fields (see `domain.formats.column_access`). With columns it is a flat object
 `{Column.title: value}` in column order, the values kept as typed BSON (dates stay `$date`,
-numbers stay numbers); a missing value leaves its key out, a null stays `null`.
+numbers stay numbers); a missing value leaves its key out, a null stays `null`. Rows are written
+a batch at a time (`domain.formats.row_batches`), as CSV's are.
 """
 
 from __future__ import annotations
@@ -11,62 +12,38 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from domain.formats.column_access import ColumnAccess, paths_to_strip, plan_columns, strip_paths
+from domain.formats.column_access import ColumnAccess, plan_columns
 from domain.formats.flatten import MISSING, value_at_parts
-from domain.formats.part_buffer import PartBuffer
 from domain.formats.relaxed_json import relaxed_json
+from domain.formats.row_batches import BatchedTextEncoder, Row
 from domain.models import Column
 
 if TYPE_CHECKING:
     from domain.formats.encoding import EncodingSpec
 
 
-class JsonlPartEncoder:
+class JsonlPartEncoder(BatchedTextEncoder):
     """Encodes the rows of one JSONL part (see `domain.formats.encoding.PartEncoder`)."""
 
     def __init__(self, spec: EncodingSpec, columns: Sequence[Column] | None) -> None:
-        self._out = PartBuffer(spec.compression, spec.gzip_level)
-        self._strip = paths_to_strip(columns, spec.hidden_fields)
-        self._selection: list[tuple[ColumnAccess, str]] | None = None
+        super().__init__(spec, columns)
+        self._plan: list[ColumnAccess] | None = None
+        self._titles: list[str] = []
         if columns is not None:
-            plan = plan_columns(columns, spec.hidden_fields)
-            self._selection = list(zip(plan, (c.title for c in columns), strict=True))
-        self._rows = 0
+            self._plan = plan_columns(columns, spec.hidden_fields)
+            self._titles = [column.title for column in columns]
 
-    @property
-    def size(self) -> int:
-        return self._out.size
+    def _write_rows(self, batch: list[Row]) -> None:
+        if self._plan is None:
+            lines = [relaxed_json(row) for row in batch]
+        else:
+            lines = [relaxed_json(self._select(row)) for row in batch]
+        self._out.text.write("\n".join(lines) + "\n")
 
-    @property
-    def rows(self) -> int:
-        return self._rows
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        if self._out.finished:
-            raise RuntimeError("this part is already finished")
-        if self._strip:
-            row = strip_paths(row, self._strip)
-        document = row if self._selection is None else self._select(row, self._selection)
-        self._out.write(relaxed_json(document) + "\n")
-        self._rows += 1
-
-    @property
-    def carry(self) -> str | None:
-        return None
-
-    @property
-    def warnings(self) -> Mapping[str, int]:
-        return {}
-
-    def finish(self, *, last: bool = False) -> bytes:
-        return self._out.finish()
-
-    @staticmethod
-    def _select(
-        row: Mapping[str, Any], selection: list[tuple[ColumnAccess, str]]
-    ) -> dict[str, Any]:
+    def _select(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        assert self._plan is not None
         selected: dict[str, Any] = {}
-        for (key, parts), title in selection:
+        for (key, parts), title in zip(self._plan, self._titles, strict=True):
             value = row.get(key, MISSING) if parts is None else value_at_parts(row, parts)
             if value is not MISSING:
                 selected[title] = value

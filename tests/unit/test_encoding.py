@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.formats.cell_format import format_cell
-from domain.formats.csv_encoder import MAX_BATCH_ROWS, UTF8_BOM
+from domain.formats.csv_encoder import UTF8_BOM
 from domain.formats.encoding import (
     EncodingSpec,
     PartEncoder,
@@ -32,6 +32,7 @@ from domain.formats.encoding import (
 )
 from domain.formats.flatten import freeze_columns, value_at
 from domain.formats.relaxed_json import relaxed_json
+from domain.formats.row_batches import MAX_BATCH_ROWS
 from domain.models import Column, ExportRequest
 
 BOM = UTF8_BOM.encode("utf-8")

@@ -25,7 +25,7 @@ from connections.decoding import CODEC_OPTIONS
 from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
 from domain.formats.parquet import CONVERT_ROWS, NOT_FITTING_WARNING, ParquetPartEncoder
 from domain.models import Column
-from tests.unit.test_arrow_csv import _typed_document, report
+from tests.unit.test_arrow_engines import _typed_document, report
 from tests.unit.test_encoding import _documents
 from tests.unit.test_parquet import encode_in_parts, read
 

@@ -1,6 +1,6 @@
-"""The Arrow CSV engine writes the Python encoder's bytes: on generated documents of any shape,
-on typed reports where Arrow does the work, on mixed types that fall back, and on the shared
-sample data, gzip included."""
+"""The Arrow engines write the Python encoders' bytes, CSV and JSON Lines alike: on generated
+documents of any shape, on typed reports where Arrow does the work, on mixed types that fall
+back, and on the shared sample data, gzip included."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from bson.raw_bson import RawBSONDocument
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.formats.arrow_csv import ArrowCsvPartEncoder
+from domain.formats.arrow_engine import ArrowTextEngine
 from domain.formats.encoding import EncodingSpec, freeze_columns, new_part_encoder
-from domain.models import Column, Compression
+from domain.models import Column, Compression, ExportFormat
 from tests.unit.test_encoding import _documents, _scalars
 
 ENCODE: CodecOptions[Any] = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
@@ -37,16 +37,20 @@ def _both(documents: Sequence[dict[str, Any]]) -> tuple[list[Any], list[RawBSOND
     return [bson.decode(d, PYTHON_ROWS) for d in data], [RawBSONDocument(d, RAW_ROWS) for d in data]
 
 
+FORMATS = pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+
+
 def _encode(
     rows: Sequence[Any],
-    columns: list[Column],
+    columns: list[Column] | None,
     engine: str,
+    fmt: ExportFormat,
     compression: Compression = "none",
     cuts: Sequence[int] = (),
     guard: bool = True,
 ) -> tuple[bytes, int]:
     """The parts' bytes joined, and how many batches Arrow encoded."""
-    spec = EncodingSpec(compression=compression, formula_guard=guard, engine=engine)  # type: ignore[arg-type]
+    spec = EncodingSpec(format=fmt, compression=compression, formula_guard=guard, engine=engine)  # type: ignore[arg-type]
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(rows)}), len(rows)]
     body, arrow = b"", 0
     for number, (start, end) in enumerate(itertools.pairwise(bounds), 1):
@@ -54,7 +58,7 @@ def _encode(
         for row in rows[start:end]:
             encoder.write(row)
         body += encoder.finish(last=end == len(rows))
-        if isinstance(encoder, ArrowCsvPartEncoder):
+        if isinstance(encoder, ArrowTextEngine):
             arrow += encoder.arrow_batches
     return body, arrow
 
@@ -64,14 +68,20 @@ def assert_same_bytes(
     columns: list[Column] | None = None,
     cuts: Sequence[int] = (),
     guard: bool = True,
+    fmt: ExportFormat = "csv",
 ) -> int:
+    """Both engines write the same parts, plain and gzip; how many batches Arrow wrote. JSON
+    Lines is compared with the columns and as whole documents."""
     python_rows, raw_rows = _both(documents)
     columns = columns if columns is not None else freeze_columns(python_rows[:100])
     arrow_batches = 0
     for compression in ("none", "gzip"):
-        reference, _ = _encode(python_rows, columns, "python", compression, cuts, guard)
-        by_arrow, arrow_batches = _encode(raw_rows, columns, "arrow", compression, cuts, guard)
-        assert by_arrow == reference
+        for selected in (columns, None) if fmt == "jsonl" else (columns,):
+            reference, _ = _encode(python_rows, selected, "python", fmt, compression, cuts, guard)
+            by_arrow, batches = _encode(raw_rows, selected, "arrow", fmt, compression, cuts, guard)
+            assert by_arrow == reference
+            if selected is not None:
+                arrow_batches = batches
     return arrow_batches
 
 
@@ -96,15 +106,17 @@ def report(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def test_a_typed_report_is_encoded_by_arrow_and_identical() -> None:
-    assert assert_same_bytes(report(3_000), cuts=[1_000, 2_000]) > 10
+@FORMATS
+def test_a_typed_report_is_encoded_by_arrow_and_identical(fmt: ExportFormat) -> None:
+    assert assert_same_bytes(report(3_000), cuts=[1_000, 2_000], fmt=fmt) > 10
 
 
 def test_formula_guard_off_too() -> None:
     assert assert_same_bytes(report(500), guard=False) > 0
 
 
-def test_mixed_types_in_one_field_fall_back_and_still_match() -> None:
+@FORMATS
+def test_mixed_types_in_one_field_fall_back_and_still_match(fmt: ExportFormat) -> None:
     rows = report(600)
     for n, value in [(300, 2.0), (301, True), (302, "7"), (303, Int64(5)), (400, None)]:
         rows[n]["n"] = value
@@ -113,35 +125,55 @@ def test_mixed_types_in_one_field_fall_back_and_still_match() -> None:
     rows[470]["when"] = "yesterday"
     rows[480]["address"] = "nowhere"
     rows[490]["_id"] = 17
-    assert assert_same_bytes(rows) > 0
+    assert assert_same_bytes(rows, fmt=fmt) > 0
 
 
-def test_dates_beyond_what_arrow_formats_fall_back() -> None:
+def test_json_lines_tell_a_missing_field_from_a_null_and_a_nan() -> None:
+    rows = report(1_000)
+    for n in range(0, 1_000, 4):  # "maybe" is missing from these rows: a null in some
+        if n % 3 == 0:
+            rows[n]["maybe"] = None
+    rows[900]["ok"] = None
+    assert assert_same_bytes(rows, fmt="jsonl") > 0
+    python_rows, _ = _both(rows)
+    text = _encode(python_rows, freeze_columns(python_rows[:100]), "python", "jsonl")[0]
+    lines = text.decode().splitlines()
+    assert '"maybe":null' in lines[0]
+    assert '"maybe"' not in lines[4]
+    assert '"score":{"$numberDouble":"NaN"}' in lines[2]
+
+
+@FORMATS
+def test_dates_beyond_what_arrow_formats_fall_back(fmt: ExportFormat) -> None:
     rows = report(300)
     rows[200]["when"] = datetime(999, 12, 31, tzinfo=UTC)
+    rows[220]["when"] = datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
     rows[250]["when"] = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
-    assert_same_bytes(rows)
+    assert_same_bytes(rows, fmt=fmt)
 
 
-def test_keys_with_dots_that_spell_a_column_fall_back() -> None:
+@FORMATS
+def test_keys_with_dots_that_spell_a_column_fall_back(fmt: ExportFormat) -> None:
     rows = report(300)
     rows[100] = {**rows[100], "address": None, "address.city": "Dotted"}
     columns = [Column(path="address.city"), Column(path="n")]
-    assert_same_bytes(rows, columns)
+    assert_same_bytes(rows, columns, fmt=fmt)
 
 
-def test_columns_through_array_indexes_and_hidden_paths() -> None:
+@FORMATS
+def test_columns_through_array_indexes_and_hidden_paths(fmt: ExportFormat) -> None:
     rows = [{**row, "tags": ["x", n]} for n, row in enumerate(report(300))]
     columns = [Column(path="tags.1"), Column(path="address"), Column(path="n")]
-    assert_same_bytes(rows, columns)
+    assert_same_bytes(rows, columns, fmt=fmt)
     python_rows, raw_rows = _both(rows)
-    spec = EncodingSpec(hidden_fields=frozenset({"address.zip", "_id"}), engine="arrow")
-    reference = new_part_encoder(
-        EncodingSpec(hidden_fields=frozenset({"address.zip", "_id"})), columns, first_part=True
+    hidden = frozenset({"address.zip", "_id"})
+    arrow = new_part_encoder(
+        EncodingSpec(format=fmt, hidden_fields=hidden, engine="arrow"),
+        [*columns, Column(path="_id")],
+        first_part=True,
     )
-    arrow = new_part_encoder(spec, [*columns, Column(path="_id")], first_part=True)
     reference = new_part_encoder(
-        EncodingSpec(hidden_fields=frozenset({"address.zip", "_id"})),
+        EncodingSpec(format=fmt, hidden_fields=hidden),
         [*columns, Column(path="_id")],
         first_part=True,
     )
@@ -173,28 +205,36 @@ def _typed_document(draw: st.DrawFn) -> dict[str, Any]:
     return doc
 
 
+@FORMATS
+@pytest.mark.parametrize("document_column", [True, False], ids=["with-document", "scalars"])
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_typed_document(), min_size=0, max_size=120), st.lists(st.integers(1, 119)))
 def test_typed_documents_give_the_same_bytes_from_both_engines(
-    documents: list[dict[str, Any]], cuts: list[int]
+    fmt: ExportFormat, document_column: bool, documents: list[dict[str, Any]], cuts: list[int]
 ) -> None:
-    columns = [Column(path=p) for p in ("a", "b", "c", "d", "e", "nested.x", "nested")]
-    assert_same_bytes(documents, columns, cuts)
+    """Scalars only: Arrow writes every batch it can; beside a document column (Python's) it
+    writes none, since it would make fewer than PYTHON_SHARE columns per Python one."""
+    paths = ["a", "b", "c", "d", "e", "nested.x"] + (["nested"] if document_column else [])
+    assert_same_bytes(documents, [Column(path=p) for p in paths], cuts, fmt=fmt)
 
 
+@FORMATS
 @settings(max_examples=60, deadline=None)
 @given(st.lists(_documents, max_size=60))
 def test_any_document_shape_gives_the_same_bytes_from_both_engines(
-    documents: list[dict[str, Any]],
+    fmt: ExportFormat, documents: list[dict[str, Any]]
 ) -> None:
-    assert_same_bytes(documents)
+    assert_same_bytes(documents, fmt=fmt)
 
 
+@FORMATS
 @pytest.mark.parametrize(
     "name", ["analytics_customers", "analytics_accounts", "mflix_theaters", "zips"]
 )
-def test_the_shared_sample_data_gives_the_same_bytes(shared_data: Path, name: str) -> None:
+def test_the_shared_sample_data_gives_the_same_bytes(
+    shared_data: Path, name: str, fmt: ExportFormat
+) -> None:
     options = json_util.CANONICAL_JSON_OPTIONS.with_options(tz_aware=True)
     lines = (shared_data / f"{name}.jsonl").read_text().splitlines()
     documents = [json_util.loads(line, json_options=options) for line in lines]
-    assert_same_bytes(documents, cuts=[len(documents) // 2])
+    assert_same_bytes(documents, cuts=[len(documents) // 2], fmt=fmt)
