@@ -25,7 +25,6 @@ format can write (`leaves` returns PyMongoArrow's arrays as they are).
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Sequence
 from datetime import datetime
@@ -37,6 +36,7 @@ import pyarrow.compute as pc
 from bson.codec_options import CodecOptions
 from bson.raw_bson import DEFAULT_RAW_BSON_OPTIONS, RawBSONDocument
 
+from domain.formats.byte_search import PatternSearch
 from domain.formats.column_access import NEVER_A_KEY
 
 with warnings.catch_warnings():
@@ -49,9 +49,6 @@ with warnings.catch_warnings():
     from pymongoarrow.types import ObjectIdType, _get_internal_typemap
 
 Path = tuple[str, ...]
-
-SHORT_NAME: Final = 4
-"""Leaf names shorter than this are searched for with their NUL (`\\x01n` is everywhere)."""
 
 KINDS: Final[dict[frozenset[type], str]] = {
     frozenset({str}): "str",
@@ -176,10 +173,8 @@ class PinnedDecoder:
             schema = Schema({k: _type_of(v) for k, v in tree.items()})
             self._map = {}
             _parse_types(_get_internal_typemap(schema.typemap), self._map, None)
-        patterns = self._suspect_patterns()
-        # One scan for all of them: 35 % less time than one `in` per pattern (19 patterns,
-        # scenario 5's scalar columns).
-        self._suspects = re.compile(b"|".join(map(re.escape, patterns))) if patterns else None
+        typed, dotted = self._suspect_patterns()
+        self._suspects = PatternSearch(typed, dotted)
 
     @property
     def arrow_columns(self) -> int:
@@ -192,7 +187,7 @@ class PinnedDecoder:
     def leaves(self, data: bytes) -> list[pa.Array | None]:
         """Per column, the array PyMongoArrow made of the batch `data` (None for the columns
         left to Python). Raises BatchRefused (see the module's docstring)."""
-        if self._suspects is not None and self._suspects.search(data) is not None:
+        if self._suspects and self._suspects.found(data):
             raise BatchRefused
         if self._map is None:
             return [None] * len(self.paths)
@@ -209,24 +204,22 @@ class PinnedDecoder:
             for path, kind in zip(self.paths, self.kinds, strict=True)
         ]
 
-    def _suspect_patterns(self) -> list[bytes]:
-        """A type byte and the name an element of that type must not have, and a segment of a
-        column's path followed by a dot (the start of a key containing dots that could spell
-        the path). Both are supersets (the NUL ending a key is left out but for short names;
-        any text holding `segment.` matches): a false alarm costs speed only, and the search is
-        faster without the NUL, which BSON is full of."""
-        patterns: dict[bytes, None] = {}
+    def _suspect_patterns(self) -> tuple[list[bytes], list[bytes]]:
+        """Elements that may not be trusted to PyMongoArrow: a type byte with the name an
+        element of that type must not have (and its NUL), at any depth; and a segment of a
+        column's path followed by a dot, the start of a key containing dots that could spell
+        the path (any text holding it matches too). Supersets: a false alarm costs speed only."""
+        typed: dict[bytes, None] = {}
+        dotted: dict[bytes, None] = {}
         for path, kind in zip(self.paths, self.kinds, strict=True):
             if not kind or not path:
                 continue
-            leaf = path[-1].encode("utf-8", "surrogatepass")
-            if len(leaf) < SHORT_NAME:
-                leaf += b"\x00"
+            name = path[-1].encode("utf-8", "surrogatepass") + b"\x00"
             for code in _CONVERTED.get(kind, b""):
-                patterns[bytes((code,)) + leaf] = None
+                typed[bytes((code,)) + name] = None
             for segment in path[:-1]:
-                patterns[segment.encode("utf-8", "surrogatepass") + b"."] = None
-        return list(patterns)
+                dotted[segment.encode("utf-8", "surrogatepass") + b"."] = None
+        return list(typed), list(dotted)
 
 
 def _type_of(node: Any) -> pa.DataType:
