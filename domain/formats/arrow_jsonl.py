@@ -8,9 +8,9 @@ and when Python does is `domain.formats.arrow_engine`'s (the CSV engine's rules)
 `,"title":value`, and the pieces joined, less the first comma, are the line. What is JSONL's own:
 
 * a missing field leaves its key out and a null writes `null`, but PyMongoArrow reads both (and
-  a NaN) as null. A null is taken as missing unless the batch's bytes hold a null-like element
-  (null, undefined, MinKey, MaxKey) named like the column's leaf, or the column is a double one;
-  then Python reads the null cells' values from their rows;
+  a NaN) as null. A null cell is taken as missing unless its row's bytes hold a null-like element
+  (null, undefined, MinKey, MaxKey) named like the column's leaf, or a double of that name in a
+  double column; those rows are decoded in Python, which reads the value;
 * whole documents (no `columns`) cannot come from Arrow: a line follows each document's own key
   order, which PyMongoArrow's structs do not keep. Those parts are Python's, decoded from the raw
   rows in one `bson.decode_all` call per batch.
@@ -53,7 +53,7 @@ class ArrowJsonlPartEncoder(ArrowTextEngine, JsonlPartEncoder):
         data = raw_bytes(batch)
         leaves = pinned.leaves(data)
         rows: list[Row] | None = None
-        pieces: list[pa.Array] = []
+        columns: list[tuple[str, pa.Array]] = []
         for (key, parts), path, kind, leaf, name in zip(
             self._engine_plan, self._column_paths, pinned.kinds, leaves, self._keys, strict=True
         ):
@@ -66,35 +66,63 @@ class ArrowJsonlPartEncoder(ArrowTextEngine, JsonlPartEncoder):
                 values = _texts([_json_or_none(value_of(row, key, parts)) for row in rows])
             else:
                 values = json_values(leaf, kind)
-                if values.null_count and (kind == "float" or _null_like(data, path[-1])):
-                    values = _python_nulls(values, batch, key, parts)
-            pieces.append(pc.binary_join_element_wise("," + name, values, ""))
-        if not pieces:
-            return "{}\n" * len(batch)
-        joined = pc.binary_join_element_wise(
-            *pieces, "", null_handling="replace", null_replacement=""
-        )
-        body = pc.utf8_slice_codeunits(joined, 1)  # the first piece's comma
-        return text_of(pc.binary_join_element_wise("{", body, "}\n", ""))
+                if values.null_count:
+                    values = _nulls_read_by_python(values, batch, data, key, parts, kind)
+            columns.append((name, values))
+        return text_of(_lines(columns, len(batch)))
 
 
-def _null_like(data: bytes, leaf: str) -> bool:
-    """Whether the batch may hold a null-like element named `leaf` (false alarms possible)."""
-    name = leaf.encode("utf-8", "surrogatepass") + b"\x00"
-    return any(code + name in data for code in _NULL_LIKE)
-
-
-def _python_nulls(
-    values: pa.Array, batch: list[Row], key: str, parts: tuple[str, ...] | None
-) -> pa.Array:
-    """The null cells' JSON read by Python from their rows: null, NaN, or missing (None)."""
-    texts = values.to_pylist()
-    return _texts(
-        [
-            _json_or_none(value_of(row, key, parts)) if text is None else text
-            for text, row in zip(texts, batch, strict=True)
-        ]
+def _lines(columns: list[tuple[str, pa.Array]], size: int) -> pa.Array:
+    """`{"title":value,…}\n` per row, in one Arrow join: a column with no nulls is passed as its
+    key and its values, one with nulls as `,"title":value` pieces (null where missing, then
+    empty). When the first column has nulls, a line may start `{,`, which loses its comma."""
+    if not columns:
+        return pa.array(["{}\n"] * size, pa.string())
+    args: list[Any] = []
+    for number, (name, values) in enumerate(columns):
+        key = ("{" if number == 0 else ",") + name
+        if values.null_count == 0:
+            args += [key, values]
+        else:
+            if number == 0:
+                args.append("{")
+                key = "," + name
+            args.append(pc.binary_join_element_wise(key, values, ""))
+    lines = pc.binary_join_element_wise(
+        *args, "}\n", "", null_handling="replace", null_replacement=""
     )
+    if columns[0][1].null_count:
+        lines = pc.replace_substring_regex(lines, r"^\{,", "{", max_replacements=1)
+    return lines
+
+
+def _nulls_read_by_python(
+    values: pa.Array,
+    batch: list[Row],
+    data: bytes,
+    key: str,
+    parts: tuple[str, ...] | None,
+    kind: str,
+) -> pa.Array:
+    """The null cells' JSON as Python reads them from their rows: `null`, a NaN, or missing
+    (None). A row holding no element named like the leaf of a type Arrow reads as null (a
+    null-like one; a double for a double column, which may be NaN) is missing the value
+    without being decoded; the others are decoded together in one C call."""
+    name = (parts[-1] if parts else key).encode("utf-8", "surrogatepass") + b"\x00"
+    types = _NULL_LIKE + ((b"\x01",) if kind == "float" else ())
+    present = [code + name for code in types]
+    if not any(pattern in data for pattern in present):
+        return values  # every null is a missing value
+    texts: list[str | None] = values.to_pylist()
+    suspects = [
+        i
+        for i, text in enumerate(texts)
+        if text is None and any(pattern in batch[i].raw for pattern in present)  # type: ignore[attr-defined]
+    ]
+    rows = decoded_batch([batch[i] for i in suspects])
+    for i, row in zip(suspects, rows, strict=True):
+        texts[i] = _json_or_none(value_of(row, key, parts))
+    return _texts(texts)
 
 
 def _json_or_none(value: Any) -> str | None:

@@ -141,6 +141,14 @@ def test_json_lines_tell_a_missing_field_from_a_null_and_a_nan() -> None:
     assert '"maybe":null' in lines[0]
     assert '"maybe"' not in lines[4]
     assert '"score":{"$numberDouble":"NaN"}' in lines[2]
+    # The first column missing or null, and a row with none of the columns.
+    del rows[904]["ok"]
+    first_sparse = [Column(path="maybe"), Column(path="ok"), Column(path="nowhere")]
+    assert assert_same_bytes(rows, first_sparse, fmt="jsonl") > 0
+    text = _encode(_both(rows)[0], first_sparse, "python", "jsonl")[0]
+    lines = text.decode().splitlines()
+    assert lines[900] == '{"maybe":null,"ok":null}'
+    assert lines[904] == "{}"
 
 
 @FORMATS
