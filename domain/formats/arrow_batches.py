@@ -1,6 +1,6 @@
 """Raw BSON batches decoded by PyMongoArrow into the columns a part pinned: the decoding the
-Arrow CSV engine (`domain.formats.arrow_csv`) and the Parquet encoder (`domain.formats.parquet`)
-share.
+Arrow engines (`domain.formats.arrow_csv`, `domain.formats.arrow_jsonl`) and the Parquet encoder
+(`domain.formats.parquet`) share.
 
 A part's first batch is decoded in Python (the reference); what Python found in each column
 pins its *kind* (`kind_of`: str, int, float, bool, date, oid, or None for a column Arrow does not
