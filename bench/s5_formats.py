@@ -1,6 +1,7 @@
 """Scenario 5, formats side by side: the Python and Arrow engines of CSV and JSON Lines, and
-Parquet, on the same rows, in rows per CPU-second of this process, BSON decoding included (the rows start as the BSON bytes the
-wire delivers and are decoded as the worker's PyMongo client decodes them).
+Parquet, on the same rows, in rows per CPU-second of this process, BSON decoding included (the
+rows start as the BSON bytes the wire delivers and are decoded as the worker's PyMongo client
+decodes them).
 
 Two reports: the inspections' frozen columns (nested documents, arrays of documents) and the
 demo's 7-column report (`bench.product.REPORT_COLUMNS`, as its `$project` returns it).

@@ -40,7 +40,7 @@ from domain.formats.arrow_batches import (
     decoded_batch,
     raw_bytes,
 )
-from domain.formats.arrow_engine import ArrowTextEngine, value_of
+from domain.formats.arrow_engine import ArrowTextEngine
 from domain.formats.arrow_text import (
     DatesOutOfRange,
     csv_cells,
@@ -49,6 +49,7 @@ from domain.formats.arrow_text import (
     oid_hex,
 )
 from domain.formats.cell_format import format_cell, format_float
+from domain.formats.column_access import value_of
 from domain.formats.csv_encoder import CsvPartEncoder
 from domain.formats.flatten import MISSING
 from domain.formats.row_batches import Row

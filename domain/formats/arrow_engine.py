@@ -28,8 +28,8 @@ from domain.formats.arrow_batches import (
     kind_of,
 )
 from domain.formats.arrow_text import NeedsCsvModule
-from domain.formats.column_access import ColumnAccess
-from domain.formats.flatten import MISSING, value_at_parts
+from domain.formats.column_access import ColumnAccess, value_of
+from domain.formats.flatten import MISSING
 from domain.formats.row_batches import BatchedTextEncoder, Row
 
 PYTHON_SHARE: Final = 8
@@ -98,11 +98,6 @@ class ArrowTextEngine(BatchedTextEncoder):
     def _arrow_text(self, batch: list[Row], pinned: PinnedDecoder) -> str:
         """The batch's text, made by Arrow; raises BatchRefused (or NeedsCsvModule)."""
         raise NotImplementedError
-
-
-def value_of(row: Row, key: str, parts: tuple[str, ...] | None) -> Any:
-    """The column's value in a decoded row, MISSING when absent."""
-    return row.get(key, MISSING) if parts is None else value_at_parts(row, parts)
 
 
 def values_of(batch: list[Row], key: str, parts: tuple[str, ...] | None) -> list[Any]:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from domain.formats.arrow_batches import BatchRefused
-from domain.formats.arrow_text import LAST_MS, DatesOutOfRange, found_bytes, iso_dates, oid_hex
+from domain.formats.arrow_text import DatesOutOfRange, found_bytes, iso_dates, oid_hex
 from domain.formats.relaxed_json import relaxed_json
 
 # What the C encoder escapes with a short sequence, backslash first (the others add backslashes).
@@ -78,11 +78,10 @@ def json_dates(array: pa.Array) -> pa.Array:
     """`{"$date":"…Z"}` of timestamp(ms) values from 1970 to 9999 (json_util's relaxed form)."""
     if len(array) == 0:
         return pa.array([], pa.string())
-    bounds = pc.min_max(array.cast(pa.int64()))
-    low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    if low is not None and (low < 0 or high > LAST_MS):
+    low = pc.min(array.cast(pa.int64())).as_py()
+    if low is not None and low < 0:  # before 1970: `$numberLong`, left to Python
         raise BatchRefused
-    try:
+    try:  # after 9999 too
         iso = iso_dates(array)
     except DatesOutOfRange as exc:
         raise BatchRefused from exc

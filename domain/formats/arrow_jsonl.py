@@ -4,8 +4,9 @@ reference) writes.
 
 It is the Python encoder with one step replaced, writing a batch's rows; when Arrow takes a batch
 and when Python does is `domain.formats.arrow_engine`'s (the CSV engine's rules). A line is
-`{"title":value,…}`; each column's value text comes from `domain.formats.arrow_json`, its piece is
-`,"title":value`, and the pieces joined, less the first comma, are the line. What is JSONL's own:
+`{"title":value,…}`; each column's value text comes from `domain.formats.arrow_json`, and one Arrow
+join of the keys and values makes the lines (a key whose value is missing is left out with it).
+What is JSONL's own:
 
 * a missing field leaves its key out and a null writes `null`, but PyMongoArrow reads both (and
   a NaN) as null. A null cell is taken as missing unless its row's bytes hold a null-like element
@@ -25,9 +26,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from domain.formats.arrow_batches import BatchRefused, PinnedDecoder, decoded_batch, raw_bytes
-from domain.formats.arrow_engine import ArrowTextEngine, value_of
+from domain.formats.arrow_engine import ArrowTextEngine
 from domain.formats.arrow_json import json_values
 from domain.formats.arrow_text import text_of
+from domain.formats.column_access import value_of
 from domain.formats.flatten import MISSING
 from domain.formats.jsonl_encoder import JsonlPartEncoder
 from domain.formats.relaxed_json import relaxed_json

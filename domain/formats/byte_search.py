@@ -5,8 +5,9 @@ The patterns are mostly a BSON type byte followed by a field name (`\\x01score`:
 `score`). A regular expression tries every alternative at every byte; here numpy finds the
 positions of each type byte in one pass, and each name is compared at those positions only, a
 byte at a time over all of them (candidates drop out after a byte or two). Other patterns
-(`business.`) are plain substring searches. Scenario 5's demo report: about 5× faster than the
-one regular expression it replaces, which was a sixth of the Arrow CSV engine's time.
+(`business.`) are plain substring searches. On scenario 5's demo report in batches of 256 rows:
+2.9× faster than the one regular expression it replaces, which was a sixth of the Arrow CSV
+engine's time.
 """
 
 from __future__ import annotations

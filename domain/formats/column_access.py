@@ -15,13 +15,20 @@ the row itself is never changed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
 
-from domain.formats.flatten import Path, split_path, strip_paths
+from domain.formats.flatten import MISSING, Path, split_path, strip_paths, value_at_parts
 from domain.models import Column
 
-__all__ = ["NEVER_A_KEY", "ColumnAccess", "paths_to_strip", "plan_columns", "strip_paths"]
+__all__ = [
+    "NEVER_A_KEY",
+    "ColumnAccess",
+    "paths_to_strip",
+    "plan_columns",
+    "strip_paths",
+    "value_of",
+]
 
 NEVER_A_KEY: Final = "\x00hidden"
 """A key no document has: BSON field names cannot contain NUL."""
@@ -46,6 +53,11 @@ def plan_columns(columns: Iterable[Column], hidden_fields: Iterable[str]) -> lis
         else:
             plan.append((parts[0], parts if len(parts) > 1 else None))
     return plan
+
+
+def value_of(row: Mapping[str, Any], key: str, parts: tuple[str, ...] | None) -> Any:
+    """The value a column read as `(key, parts)` finds in a row, MISSING when absent."""
+    return row.get(key, MISSING) if parts is None else value_at_parts(row, parts)
 
 
 def paths_to_strip(columns: Iterable[Column] | None, hidden_fields: Iterable[str]) -> list[Path]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from domain.formats.column_access import ColumnAccess, plan_columns
-from domain.formats.flatten import MISSING, value_at_parts
+from domain.formats.column_access import ColumnAccess, plan_columns, value_of
+from domain.formats.flatten import MISSING
 from domain.formats.relaxed_json import relaxed_json
 from domain.formats.row_batches import BatchedTextEncoder, Row
 from domain.models import Column
@@ -44,7 +44,7 @@ class JsonlPartEncoder(BatchedTextEncoder):
         assert self._plan is not None
         selected: dict[str, Any] = {}
         for (key, parts), title in zip(self._plan, self._titles, strict=True):
-            value = row.get(key, MISSING) if parts is None else value_at_parts(row, parts)
+            value = value_of(row, key, parts)
             if value is not MISSING:
                 selected[title] = value
         return selected
